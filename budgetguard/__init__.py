@@ -1,0 +1,110 @@
+"""budgetguard: know what every LLM call costs, and stop a run before it overspends.
+
+    import budgetguard as bg
+
+    with bg.Budget(max_usd=0.50, name="run") as run:
+        agent(client, task)          # any code on the openai SDK
+    print(run.usage)
+
+Importing budgetguard is cheap: it imports neither openai, tiktoken nor genai-prices; they
+load on first use. Nothing here touches the network.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from budgetguard._errors import (
+    BudgetExceeded,
+    BudgetGuardError,
+    BudgetGuardWarning,
+    ConfigError,
+    EstimatedUsageWarning,
+    EstimateError,
+    SoftCapWarning,
+    StoreError,
+    UnderReservedWarning,
+    UnknownModelError,
+    UnknownModelWarning,
+)
+from budgetguard._policies import Clamp, Policy, Raise, Wait, Warn
+from budgetguard._scopes import (
+    Budget,
+    ScopedThreadPoolExecutor,
+    Tally,
+    UsageTracker,
+    active_scopes,
+    propagate,
+    track_usage,
+    usage_of,
+)
+from budgetguard._settings import configure, reset_settings
+from budgetguard._usage import Usage
+
+if TYPE_CHECKING:
+    from budgetguard._preflight import Estimate, estimate_request
+    from budgetguard._pricing import ModelRates, PriceBook
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Budget",
+    "BudgetExceeded",
+    "BudgetGuardError",
+    "BudgetGuardWarning",
+    "Clamp",
+    "ConfigError",
+    "Estimate",
+    "EstimateError",
+    "EstimatedUsageWarning",
+    "ModelRates",
+    "Policy",
+    "PriceBook",
+    "Raise",
+    "ScopedThreadPoolExecutor",
+    "SoftCapWarning",
+    "StoreError",
+    "Tally",
+    "UnderReservedWarning",
+    "UnknownModelError",
+    "UnknownModelWarning",
+    "Usage",
+    "UsageTracker",
+    "Wait",
+    "Warn",
+    "__version__",
+    "active_scopes",
+    "configure",
+    "estimate_request",
+    "instrument",
+    "propagate",
+    "reset_settings",
+    "track_usage",
+    "uninstrument",
+    "usage_of",
+]
+
+# Loaded on first attribute access: these pull in openai, tiktoken or genai-prices.
+_LAZY = {
+    "Estimate": "budgetguard._preflight",
+    "estimate_request": "budgetguard._preflight",
+    "ModelRates": "budgetguard._pricing",
+    "PriceBook": "budgetguard._pricing",
+    "instrument": "budgetguard._instrument",
+    "uninstrument": "budgetguard._instrument",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'budgetguard' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

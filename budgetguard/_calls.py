@@ -1,0 +1,401 @@
+"""One API call's path: estimate, reserve in every budget, then settle or release.
+
+``instrument`` creates a :class:`MeteredCall` for each request made inside a scope and
+reports to it what the SDK sees (the response body, stream events, errors); this module turns
+that into reservations, ledger records and usage tallies. It knows no SDK internals.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import warnings
+from collections.abc import Awaitable, Callable, Mapping
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from budgetguard._errors import BudgetExceeded, EstimatedUsageWarning, UnderReservedWarning
+from budgetguard._ledger import Amount, Hold, Refused, SpendRecord, picos_to_usd, usd_to_picos
+from budgetguard._policies import Clamp, Wait, Warn
+from budgetguard._scopes import Budget, Scope
+from budgetguard._settings import current_settings
+from budgetguard._usage import Usage, UsageFormatError
+
+if TYPE_CHECKING:
+    from budgetguard._preflight import Estimate
+
+__all__ = ["MeteredCall", "endpoint_of"]
+
+
+def endpoint_of(method: str, url: str) -> str | None:
+    """The billed endpoint a request goes to, or None for anything budgetguard does not meter."""
+    if method.lower() != "post":
+        return None
+    path = url.split("?", 1)[0].rstrip("/")
+    # Order matters: "/chat/completions" also ends with "/completions".
+    if path.endswith("/chat/completions"):
+        return "chat.completions"
+    if path.endswith("/completions"):
+        return "completions"
+    if path.endswith("/responses"):
+        return "responses"
+    if path.endswith("/embeddings"):
+        return "embeddings"
+    return None
+
+
+_STREAM_USAGE_ENDPOINTS = ("chat.completions", "completions")
+_TERMINAL_RESPONSE_EVENTS = ("response.completed", "response.incomplete", "response.failed")
+
+
+class MeteredCall:
+    """The state of one logical request (all its SDK retries) inside one or more scopes."""
+
+    def __init__(self, endpoint: str, body: Mapping[str, Any], scopes: tuple[Scope, ...]) -> None:
+        self.endpoint = endpoint
+        self.body: dict[str, Any] = dict(body)
+        self.scopes = scopes
+        self.model = str(body.get("model") or "")
+        self.stream = bool(body.get("stream"))
+        # Innermost first: the tightest cap refuses before outer budgets are touched.
+        self.budgets: list[Budget] = [s for s in reversed(scopes) if isinstance(s, Budget)]
+        self.holds: dict[int, Hold] = {}
+        self.estimate: Estimate | None = None
+        self.reserved = Amount()
+        self.injected_stream_usage = False
+        self.attempts = 0
+        self.finished = False
+        self.stream_started = False
+        self._lock = threading.Lock()
+        self._text: list[str] = []
+        self._last_stream_usage: tuple[Mapping[str, Any], str | None, str | None] | None = None
+        self._saw_final_usage_chunk = False
+
+    # ------------------------------------------------------------------ before sending
+    def prepare(self) -> dict[str, Any]:
+        """Check the price, inject stream usage, reserve the worst case. Returns the body to send."""
+        self._prepare_body()
+        if self.budgets:
+            self._reserve_all(time.sleep)
+        return self.body
+
+    async def prepare_async(self, sleep: Callable[[float], Awaitable[None]]) -> dict[str, Any]:
+        self._prepare_body()
+        if self.budgets:
+            await self._reserve_all_async(sleep)
+        return self.body
+
+    def _prepare_body(self) -> None:
+        book = current_settings().price_book()
+        # Raise UnknownModelError now, before anything is sent or billed.
+        book.resolve(self.model)
+        if self.stream and self.endpoint in _STREAM_USAGE_ENDPOINTS:
+            options = self.body.get("stream_options")
+            if not (isinstance(options, Mapping) and options.get("include_usage")):
+                merged = dict(options) if isinstance(options, Mapping) else {}
+                merged["include_usage"] = True
+                self.body["stream_options"] = merged
+                self.injected_stream_usage = True
+
+    def _estimate(self) -> Estimate:
+        if self.estimate is None:
+            from budgetguard._preflight import estimate_request
+
+            assume = next((b.assume_output_tokens for b in self.budgets if b.assume_output_tokens), None)
+            self.estimate = estimate_request(self.endpoint, self.body, assume_output_tokens=assume)
+        return self.estimate
+
+    def _amount(self, output_tokens: int | None = None) -> Amount:
+        est = self._estimate()
+        out = est.reserved_output_tokens if output_tokens is None else output_tokens
+        if output_tokens is None:
+            usd = est.max_usd
+        else:
+            _, usd = current_settings().price_book().cost_bounds(self.model, est.prompt_tokens_upper, out)
+        return Amount(usd_to_picos(usd), est.prompt_tokens_upper + out, 1)
+
+    def _try_reserve_all(self, amount: Amount) -> tuple[Budget, Refused] | None:
+        """Reserve in every budget, innermost first; on a refusal roll back and report it."""
+        holds: dict[int, Hold] = {}
+        for budget in self.budgets:
+            outcome = budget._reserve(amount)
+            if isinstance(outcome, Refused) and isinstance(budget.policy, Warn):
+                budget._soft_cap_crossed(outcome)
+                outcome = budget._reserve(amount, enforce=False)
+            if isinstance(outcome, Refused):
+                for held_budget in self.budgets:
+                    hold = holds.get(id(held_budget))
+                    if hold is not None:
+                        held_budget._release(hold)
+                return budget, outcome
+            holds[id(budget)] = outcome
+        self.holds = holds
+        self.reserved = amount
+        return None
+
+    def _reserve_all(self, sleep: Callable[[float], None]) -> None:
+        amount = self._amount()
+        started = time.monotonic()
+        while True:
+            refusal = self._try_reserve_all(amount)
+            if refusal is None:
+                return
+            budget, refused = refusal
+            next_amount = self._after_refusal(budget, refused, amount, time.monotonic() - started)
+            if next_amount is None:
+                sleep(self._wait_seconds(budget, time.monotonic() - started))
+            else:
+                amount = next_amount
+
+    async def _reserve_all_async(self, sleep: Callable[[float], Awaitable[None]]) -> None:
+        amount = self._amount()
+        started = time.monotonic()
+        while True:
+            refusal = self._try_reserve_all(amount)
+            if refusal is None:
+                return
+            budget, refused = refusal
+            next_amount = self._after_refusal(budget, refused, amount, time.monotonic() - started)
+            if next_amount is None:
+                await sleep(self._wait_seconds(budget, time.monotonic() - started))
+            else:
+                amount = next_amount
+
+    def _after_refusal(self, budget: Budget, refused: Refused, amount: Amount, waited: float) -> Amount | None:
+        """Apply the refusing budget's policy: a smaller amount to try, None to wait, or raise."""
+        policy = budget.policy
+        if isinstance(policy, Clamp):
+            return self._clamp(budget, refused, amount, policy)
+        if isinstance(policy, Wait) and waited < policy.max_wait and _may_free_up(budget, refused):
+            return None
+        raise self._exceeded(budget, refused, detail=_why(policy, waited))
+
+    def _wait_seconds(self, budget: Budget, waited: float) -> float:
+        from budgetguard._waiting import next_wait
+
+        policy = budget.policy
+        max_wait = policy.max_wait if isinstance(policy, Wait) else 0.0
+        return next_wait(budget, waited, max_wait)
+
+    def _clamp(self, budget: Budget, refused: Refused, amount: Amount, policy: Clamp) -> Amount:
+        est = self._estimate()
+        if refused.kind == "requests" or self.endpoint == "embeddings":
+            raise self._exceeded(budget, refused, detail="clamp cannot lower a request count or an embedding")
+        room = refused.limit - refused.spent.get(refused.kind) - refused.reserved.get(refused.kind)
+        book = current_settings().price_book()
+        if refused.kind == "tokens":
+            fits = room - est.prompt_tokens_upper
+        else:
+            _, prompt_usd = book.cost_bounds(self.model, est.prompt_tokens_upper, 0)
+            _, one_more = book.cost_bounds(self.model, est.prompt_tokens_upper, 1)
+            per_token = one_more - prompt_usd
+            spare = picos_to_usd(room) - prompt_usd
+            fits = math.floor(spare / per_token) if per_token > 0 else 0
+        choices = _choices(self.endpoint, self.body)
+        per_choice = fits // choices
+        current = amount.tokens - est.prompt_tokens_upper
+        if per_choice < policy.min_output_tokens or per_choice * choices >= current:
+            raise self._exceeded(
+                budget, refused,
+                detail=f"clamp: only {max(per_choice, 0)} output tokens would fit, "
+                f"the minimum is {policy.min_output_tokens}",
+            )
+        self.body[_cap_field(self.endpoint, self.body)] = per_choice
+        return self._amount(per_choice * choices)
+
+    def _exceeded(self, budget: Budget, refused: Refused, *, detail: str = "") -> BudgetExceeded:
+        def unit(value: int) -> Decimal | int:
+            return picos_to_usd(value) if refused.kind == "usd" else value
+
+        return BudgetExceeded(
+            budget=budget.name, key=budget.key, limit_kind=refused.kind,
+            limit=unit(refused.limit), spent=unit(refused.spent.get(refused.kind)),
+            reserved=unit(refused.reserved.get(refused.kind)),
+            requested=unit(refused.requested.get(refused.kind)),
+            spent_usd=refused.spent.usd, reserved_usd=refused.reserved.usd,
+            requested_usd=refused.requested.usd, limit_usd=budget.max_usd, detail=detail,
+        )
+
+    # ------------------------------------------------------------------ after sending
+    def observe(self, data: Any) -> None:
+        """Read one response body or stream event the SDK parsed."""
+        if self.finished or not isinstance(data, Mapping):
+            return
+        inner = data.get("data")
+        if "event" in data and isinstance(inner, Mapping):
+            data = inner  # the SDK's synthesized {"event": ..., "data": ...} shape
+        kind = data.get("type")
+        if isinstance(kind, str) and kind.startswith("response."):
+            self._observe_response_event(kind, data)
+            return
+        usage = data.get("usage")
+        if self.stream:
+            self._collect_text(data)
+            if isinstance(usage, Mapping):
+                self._last_stream_usage = (usage, _str(data.get("model")), _str(data.get("service_tier")))
+                choices = data.get("choices")
+                self._saw_final_usage_chunk = not choices
+            return
+        if data.get("object") == "response" or "output" in data:
+            self._collect_response_output(data)
+        else:
+            self._collect_text(data)
+        if usage is not None:
+            self.settle(usage, _str(data.get("model")), _str(data.get("service_tier")))
+
+    def _observe_response_event(self, kind: str, data: Mapping[str, Any]) -> None:
+        if kind in _TERMINAL_RESPONSE_EVENTS:
+            response = data.get("response")
+            if isinstance(response, Mapping) and response.get("usage") is not None:
+                self.settle(response["usage"], _str(response.get("model")), _str(response.get("service_tier")))
+        elif kind.endswith(".delta"):
+            delta = data.get("delta")
+            if isinstance(delta, str):
+                self._text.append(delta)
+
+    def _collect_text(self, data: Mapping[str, Any]) -> None:
+        choices = data.get("choices")
+        if not isinstance(choices, list):
+            return
+        for choice in choices:
+            if not isinstance(choice, Mapping):
+                continue
+            if isinstance(choice.get("text"), str):
+                self._text.append(choice["text"])
+            for part in (choice.get("delta"), choice.get("message")):
+                if not isinstance(part, Mapping):
+                    continue
+                if isinstance(part.get("content"), str):
+                    self._text.append(part["content"])
+                for call in part.get("tool_calls") or ():
+                    function = call.get("function") if isinstance(call, Mapping) else None
+                    if isinstance(function, Mapping) and isinstance(function.get("arguments"), str):
+                        self._text.append(function["arguments"])
+
+    def _collect_response_output(self, data: Mapping[str, Any]) -> None:
+        for item in data.get("output") or ():
+            if not isinstance(item, Mapping):
+                continue
+            if isinstance(item.get("arguments"), str):
+                self._text.append(item["arguments"])
+            for part in item.get("content") or ():
+                if isinstance(part, Mapping) and isinstance(part.get("text"), str):
+                    self._text.append(part["text"])
+
+    def stream_ended(self, completed: bool) -> None:
+        """The caller finished, broke out of, or abandoned a stream."""
+        if self.finished:
+            return
+        last = self._last_stream_usage
+        if last is not None and (completed or self._saw_final_usage_chunk):
+            self.settle(*last)
+        else:
+            self.settle_estimated("the stream ended before the server reported usage" if not completed
+                                  else "the stream carried no usage")
+
+    def settle(self, raw_usage: Any, response_model: str | None, service_tier: str | None) -> None:
+        """Replace every reservation with what the server reported."""
+        try:
+            usage = Usage.from_openai(raw_usage)
+        except UsageFormatError as exc:
+            self.settle_estimated(f"the server's usage was unreadable ({exc})")
+            return
+        book = current_settings().price_book()
+        # Price the model that answered (a dated snapshot may be priced apart); fall back to
+        # the model asked for when the answering name is unknown.
+        model = response_model if response_model and book.knows(response_model) else self.model
+        cost = book.cost(usage, model, service_tier=service_tier)
+        self._finish(usage.with_cost(cost), response_model or self.model, estimated=False)
+
+    def settle_estimated(self, reason: str) -> None:
+        """Charge a billed call whose usage we never saw: prompt estimate + output seen so far."""
+        if self.finished:
+            return
+        from budgetguard._estimate import count_text
+
+        try:
+            prompt = self._estimate().prompt_tokens_upper
+        except Exception:  # a body we cannot estimate: charge what was reserved, if anything
+            prompt = self.reserved.tokens
+        completion = count_text(self.model, "".join(self._text)) if self._text else 0
+        usage = Usage(prompt_tokens=prompt, completion_tokens=completion, requests=1, estimated_requests=1)
+        cost = current_settings().price_book().cost(usage, self.model)
+        warnings.warn(
+            f"budgetguard charged a {self.endpoint} call to {self.model!r} from its estimate "
+            f"({prompt} prompt + {completion} completion tokens): {reason}",
+            EstimatedUsageWarning,
+            stacklevel=3,
+        )
+        self._finish(usage.with_cost(cost), self.model, estimated=True)
+
+    def fail(self) -> None:
+        """The request failed without being billed: drop every reservation."""
+        with self._lock:
+            if self.finished:
+                return
+            self.finished = True
+        for budget in self.budgets:
+            hold = self.holds.get(id(budget))
+            if hold is not None:
+                budget._release(hold)
+
+    def _finish(self, usage: Usage, model: str, *, estimated: bool) -> None:
+        with self._lock:
+            if self.finished:
+                return
+            self.finished = True
+        actual = Amount.of_usage(usage)
+        path = "/".join(scope.name for scope in self.scopes)
+        now = time.time()
+        over = False
+        for scope in self.scopes:
+            if isinstance(scope, Budget):
+                hold = self.holds.get(id(scope))
+                if hold is not None and (actual.picos > hold.amount.picos or actual.tokens > hold.amount.tokens):
+                    over = True
+                record = SpendRecord(
+                    time=now, budget=scope.name, key=scope.key, scope_path=path, model=model,
+                    endpoint=self.endpoint, usage=usage, reserved_usd=self.reserved.usd, estimated=estimated,
+                )
+                scope._settle(hold, actual, record)
+            scope._add_usage(model, usage)
+        if over:
+            warnings.warn(
+                f"the API billed more than budgetguard reserved for a {self.endpoint} call to {model!r}: "
+                f"reserved ${self.reserved.usd} / {self.reserved.tokens} tokens, billed "
+                f"${usage.cost_usd} / {usage.total_tokens} tokens; the ledger records what was billed",
+                UnderReservedWarning,
+                stacklevel=3,
+            )
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _choices(endpoint: str, body: Mapping[str, Any]) -> int:
+    counts = [body.get("n"), body.get("best_of") if endpoint == "completions" else None]
+    return max([c for c in counts if isinstance(c, int) and not isinstance(c, bool) and c > 0] or [1])
+
+
+def _cap_field(endpoint: str, body: Mapping[str, Any]) -> str:
+    if endpoint == "responses":
+        return "max_output_tokens"
+    if endpoint == "completions":
+        return "max_tokens"
+    # Chat: keep the field the caller used; otherwise the current one (o-series reject max_tokens).
+    return "max_tokens" if "max_tokens" in body and "max_completion_tokens" not in body else "max_completion_tokens"
+
+
+def _may_free_up(budget: Budget, refused: Refused) -> bool:
+    """Whether waiting can help: holds may be released, or a window may roll over."""
+    if budget.window is not None or refused.reserved.get(refused.kind) > 0:
+        return refused.requested.get(refused.kind) <= refused.limit
+    return False
+
+
+def _why(policy: object, waited: float) -> str:
+    if isinstance(policy, Wait):
+        return f"waited {waited:.1f}s of max_wait {policy.max_wait}s"
+    return ""

@@ -1,0 +1,130 @@
+"""Pre-flight estimates with prices: what a request will cost at least and at most.
+
+``budgetguard._estimate`` counts tokens; this module adds the output cap a request without
+one is assumed to use, and prices both ends. The enforcement path and the public
+``estimate_request`` use the same code, so what a user sees is what gets reserved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+__all__ = ["Estimate", "assumed_output_tokens", "estimate_request"]
+
+# Largest output each family can produce (tokens). A request without an output cap is
+# reserved at this worst case unless ``assume_output_tokens`` says otherwise. Most specific
+# prefix first; from OpenAI's model pages.
+_MAX_OUTPUT: tuple[tuple[str, int], ...] = (
+    ("gpt-5", 128_000), ("gpt-4.1", 32_768), ("gpt-4o-mini", 16_384), ("gpt-4o", 16_384),
+    ("chatgpt-4o", 16_384), ("o1-mini", 65_536), ("o1", 100_000), ("o3", 100_000),
+    ("o4-mini", 100_000), ("gpt-4-turbo", 4_096), ("gpt-4-32k", 8_192), ("gpt-4", 8_192),
+    ("gpt-3.5-turbo-instruct", 4_096), ("gpt-3.5", 4_096), ("gpt-35", 4_096),
+    ("davinci-002", 16_384), ("babbage-002", 16_384),
+)
+#: Reserved for a model not in the table and no ``assume_output_tokens`` configured.
+UNKNOWN_MODEL_MAX_OUTPUT = 16_384
+
+
+def assumed_output_tokens(model: str, configured: int | None = None) -> int:
+    """The output a request without a cap is assumed to produce (its worst case)."""
+    if configured is not None:
+        return configured
+    name = model.lower().rsplit("/", 1)[-1]
+    if name.startswith("ft:"):
+        name = name[3:]
+    for prefix, tokens in _MAX_OUTPUT:
+        if name.startswith(prefix):
+            return tokens
+    return UNKNOWN_MODEL_MAX_OUTPUT
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """A request's cost before it is sent.
+
+    ``prompt_tokens`` is the best estimate of the billed input; ``prompt_tokens_upper`` adds
+    the safety margin and is what budgets reserve. ``max_output_tokens`` is the request's own
+    cap (``None`` if it has none); ``reserved_output_tokens`` is what is reserved for output
+    (the cap, or the model's assumed maximum). ``min_usd``/``max_usd`` price the two ends.
+    ``exact`` is False where the body hides context (previous responses, files, built-in
+    tools, audio, unknown models); ``reasons`` says why.
+    """
+
+    endpoint: str
+    model: str
+    prompt_tokens: int
+    prompt_tokens_upper: int
+    max_output_tokens: int | None
+    reserved_output_tokens: int
+    min_usd: Decimal
+    max_usd: Decimal
+    exact: bool
+    reasons: tuple[str, ...]
+    price_source: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "endpoint": self.endpoint, "model": self.model, "prompt_tokens": self.prompt_tokens,
+            "prompt_tokens_upper": self.prompt_tokens_upper, "max_output_tokens": self.max_output_tokens,
+            "reserved_output_tokens": self.reserved_output_tokens, "min_usd": str(self.min_usd),
+            "max_usd": str(self.max_usd), "exact": self.exact, "reasons": list(self.reasons),
+            "price_source": self.price_source,
+        }
+
+
+def estimate_request(
+    endpoint: str,
+    body: Mapping[str, Any],
+    *,
+    assume_output_tokens: int | None = None,
+    safety_margin: float | None = None,
+) -> Estimate:
+    """Estimate a request body exactly as it would be sent to ``endpoint``.
+
+    ``endpoint`` is ``"chat.completions"``, ``"responses"``, ``"completions"`` or
+    ``"embeddings"``. Raises ``EstimateError`` for a malformed body and ``UnknownModelError``
+    for a model without a price.
+    """
+    from budgetguard._estimate import count_request
+    from budgetguard._settings import current_settings
+
+    settings = current_settings()
+    if safety_margin is None:
+        safety_margin = settings.safety_margin
+    tokens = count_request(endpoint, body, safety_margin=safety_margin)
+    if tokens.max_output_tokens is not None:
+        reserved_output = tokens.max_output_tokens
+    elif endpoint == "embeddings":
+        reserved_output = 0
+    else:
+        per_choice = assumed_output_tokens(
+            tokens.model, assume_output_tokens if assume_output_tokens is not None
+            else settings.assume_output_tokens,
+        )
+        reserved_output = per_choice * _choices(endpoint, body)
+    book = settings.price_book()
+    resolved = book.resolve(tokens.model)
+    low, _ = book.cost_bounds(tokens.model, tokens.prompt_tokens, 0)
+    _, high = book.cost_bounds(tokens.model, tokens.prompt_tokens_upper, reserved_output)
+    return Estimate(
+        endpoint=tokens.endpoint,
+        model=tokens.model,
+        prompt_tokens=tokens.prompt_tokens,
+        prompt_tokens_upper=tokens.prompt_tokens_upper,
+        max_output_tokens=tokens.max_output_tokens,
+        reserved_output_tokens=reserved_output,
+        min_usd=low,
+        max_usd=high,
+        exact=tokens.exact,
+        reasons=tokens.reasons,
+        price_source=resolved.source,
+    )
+
+
+def _choices(endpoint: str, body: Mapping[str, Any]) -> int:
+    """How many completions one request bills (``n``, or ``best_of`` for legacy completions)."""
+    counts = [body.get("n"), body.get("best_of") if endpoint == "completions" else None]
+    return max([c for c in counts if isinstance(c, int) and not isinstance(c, bool) and c > 0] or [1])

@@ -1,0 +1,480 @@
+"""Scopes: the contextvar stack of trackers and budgets that every API call is charged to.
+
+A call made anywhere inside a ``with`` block (or a decorated function) is charged to every
+scope on the stack at the moment it is made, innermost first. asyncio tasks inherit the stack
+automatically (they copy the context); plain threads do not, hence :func:`propagate`.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+import threading
+import warnings
+from collections.abc import Awaitable, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import fields
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
+
+from budgetguard._errors import ConfigError, SoftCapWarning
+from budgetguard._ledger import (
+    Amount,
+    Hold,
+    Ledger,
+    Limits,
+    MemoryLedger,
+    Refused,
+    Snapshot,
+    SpendRecord,
+    Window,
+    picos_to_usd,
+    usd_to_picos,
+)
+from budgetguard._policies import Policy, parse_policy
+from budgetguard._usage import Usage
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+__all__ = [
+    "Budget",
+    "Scope",
+    "ScopedThreadPoolExecutor",
+    "Tally",
+    "UsageTracker",
+    "active_scopes",
+    "propagate",
+    "track_usage",
+    "usage_of",
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_active: contextvars.ContextVar[tuple[Scope, ...]] = contextvars.ContextVar("budgetguard_scopes", default=())
+
+
+def active_scopes() -> tuple[Scope, ...]:
+    """The scopes a call made here would be charged to, outermost first."""
+    return _active.get()
+
+
+class Scope:
+    """Common behaviour of trackers and budgets: a name, a usage tally, entering and leaving."""
+
+    def __init__(self, name: str | None) -> None:
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ConfigError(f"a scope name must be a non-empty string, got {name!r}")
+        self.name = name or type(self).__name__.lower()
+        self._lock = threading.Lock()
+        self._usage = Usage()
+        self._by_model: dict[str, Usage] = {}
+
+    # -- tallies -------------------------------------------------------------------------------
+    @property
+    def usage(self) -> Usage:
+        """Everything settled inside this scope so far (calls in nested scopes included)."""
+        return self._usage
+
+    @property
+    def by_model(self) -> dict[str, Usage]:
+        """The same usage split by the model that was billed."""
+        with self._lock:
+            return dict(self._by_model)
+
+    def _add_usage(self, model: str, usage: Usage) -> None:
+        with self._lock:
+            self._usage = self._usage + usage
+            self._by_model[model] = self._by_model.get(model, Usage()) + usage
+
+    def __str__(self) -> str:
+        return str(self._usage)
+
+    # -- entering and leaving ------------------------------------------------------------------
+    def __enter__(self) -> Any:
+        from budgetguard._instrument import instrument  # installing is automatic on first use
+
+        instrument()
+        _active.set((*_active.get(), self))
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        stack = _active.get()
+        # Remove this scope's innermost entry. Normally it is the top; if user code left an
+        # inner scope open (a generator paused mid-block), we still unwind the right one.
+        for i in range(len(stack) - 1, -1, -1):
+            if stack[i] is self:
+                _active.set(stack[:i] + stack[i + 1 :])
+                return
+
+    async def __aenter__(self) -> Any:
+        return self.__enter__()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+    # -- decorating ----------------------------------------------------------------------------
+    def _for_invocation(self) -> Scope:
+        """The scope one invocation of a decorated function runs in (fresh by default)."""
+        return self
+
+    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
+        """Use the scope as a decorator: every invocation runs inside it.
+
+        The wrapper's ``tracked`` attribute (a :class:`Tally`) totals all invocations so far.
+        """
+        if not callable(fn):
+            raise TypeError(f"{type(self).__name__} decorates a function, got {fn!r}")
+        # Per-invocation deltas, so a shared scope also used outside this function still
+        # credits the function with exactly what its own invocations spent.
+        total = Tally()
+
+        if inspect.iscoroutinefunction(fn):
+            afn: Callable[P, Awaitable[Any]] = fn
+
+            @functools.wraps(fn)
+            async def awrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                scope = self._for_invocation()
+                before = scope.by_model
+                try:
+                    async with scope:
+                        return await afn(*args, **kwargs)
+                finally:
+                    total.add(scope.by_model, before)
+
+            awrapper.tracked = total  # type: ignore[attr-defined]
+            return awrapper  # type: ignore[return-value]
+
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            scope = self._for_invocation()
+            before = scope.by_model
+            try:
+                with scope:
+                    return fn(*args, **kwargs)
+            finally:
+                total.add(scope.by_model, before)
+
+        wrapper.tracked = total  # type: ignore[attr-defined]
+        return wrapper
+
+
+class Tally:
+    """Usage of every invocation of a decorated function: ``fn.tracked.usage``."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.usage = Usage()
+        self.by_model: dict[str, Usage] = {}
+        self.invocations = 0
+
+    def add(self, after: dict[str, Usage], before: dict[str, Usage]) -> None:
+        with self._lock:
+            self.invocations += 1
+            for model, usage in after.items():
+                delta = _difference(usage, before.get(model, Usage()))
+                if delta:
+                    self.usage = self.usage + delta
+                    self.by_model[model] = self.by_model.get(model, Usage()) + delta
+
+    def __str__(self) -> str:
+        return str(self.usage)
+
+
+def _difference(after: Usage, before: Usage) -> Usage:
+    return Usage(**{f.name: getattr(after, f.name) - getattr(before, f.name) for f in fields(Usage)})
+
+
+class UsageTracker(Scope):
+    """Counts tokens, requests and cost of every OpenAI call made inside it. Never refuses."""
+
+    def __init__(self, name: str | None = None) -> None:
+        super().__init__(name or "track_usage")
+
+    def _for_invocation(self) -> Scope:
+        return UsageTracker(self.name)
+
+    def __repr__(self) -> str:
+        return f"UsageTracker(name={self.name!r}, usage={self._usage.to_dict()!r})"
+
+
+@overload
+def track_usage(fn: Callable[P, R], /) -> Callable[P, R]: ...
+@overload
+def track_usage(fn: None = None, /, *, name: str | None = None) -> UsageTracker: ...
+
+
+def track_usage(fn: Callable[P, R] | None = None, /, *, name: str | None = None) -> Any:
+    """Tally every OpenAI SDK call made inside, at any depth.
+
+    As a context manager: ``with track_usage() as t: ...; print(t.usage)``. As a decorator,
+    bare (``@track_usage``) or with arguments (``@track_usage(name="summarize")``), on sync
+    or async functions: each invocation gets its own tracker, and ``fn.usage`` totals them.
+    """
+    if fn is not None:
+        if not callable(fn):
+            raise TypeError(f"track_usage takes a function or keyword arguments, got {fn!r}")
+        return UsageTracker(getattr(fn, "__qualname__", None))(fn)
+    return UsageTracker(name)
+
+
+def usage_of(fn: Callable[..., Any]) -> Usage:
+    """Total usage of every invocation so far of a function decorated with a scope."""
+    tally = getattr(fn, "tracked", None)
+    if not isinstance(tally, Tally):
+        raise TypeError(f"{fn!r} is not decorated with track_usage or Budget")
+    return tally.usage
+
+
+# --------------------------------------------------------------------------------------------
+# Budgets
+# --------------------------------------------------------------------------------------------
+
+_DEFAULT_ALERT_CALLBACK: Callable[[Budget, Decimal, Snapshot], None] | None = None
+
+
+class Budget(Scope):
+    """Caps on dollars, tokens and requests for everything run inside.
+
+    Every request made inside is estimated and its worst case reserved in this budget (and in
+    every enclosing one) *before* it is sent; a request that does not fit is handled by the
+    ``on_exceed`` policy: ``"raise"`` (``BudgetExceeded``, nothing sent), ``"warn"``,
+    ``"clamp"`` or ``"wait"``. After the response the reservation is replaced by the real cost.
+
+    As a decorator each invocation gets a fresh budget, unless ``shared=True`` (one budget for
+    all invocations). Persistent, windowed budgets shared by processes come from configuration:
+    ``Budget.named("daily")``.
+    """
+
+    def __init__(
+        self,
+        max_usd: Decimal | float | str | int | None = None,
+        max_tokens: int | None = None,
+        max_requests: int | None = None,
+        *,
+        name: str | None = None,
+        on_exceed: str | Policy = "raise",
+        max_wait: float | None = None,
+        alerts: Iterable[Decimal | float | str] = (),
+        on_alert: Callable[[Budget, Decimal, Snapshot], None] | None = None,
+        shared: bool = False,
+        assume_output_tokens: int | None = None,
+        window: Window | None = None,
+        store: Ledger | str | None = None,
+        key: str | None = None,
+        hold_ttl: float = 600.0,
+        _ledger_name: str | None = None,
+    ) -> None:
+        super().__init__(name or "budget")
+        self.max_usd = _parse_usd(max_usd, "max_usd")
+        self.max_tokens = _parse_count(max_tokens, "max_tokens")
+        self.max_requests = _parse_count(max_requests, "max_requests")
+        self.limits = Limits(
+            None if self.max_usd is None else usd_to_picos(self.max_usd), self.max_tokens, self.max_requests
+        )
+        self.policy = parse_policy(on_exceed, max_wait=max_wait)
+        self.alerts = tuple(sorted(_parse_fraction(a) for a in alerts))
+        self.on_alert = on_alert
+        self.shared = shared
+        self.assume_output_tokens = _parse_count(assume_output_tokens, "assume_output_tokens")
+        self.window = window
+        self.key = key
+        self.hold_ttl = hold_ttl
+        self._store_spec = store
+        self._ledger = _open_store(store)
+        self._ledger_key = _ledger_name or self.name
+        if key is not None:
+            self._ledger_key = f"{self._ledger_key}:{key}"
+        self._alerted: set[tuple[Decimal, float]] = set()
+        self._warned_over = False
+
+    # -- construction helpers ------------------------------------------------------------------
+    @classmethod
+    def named(cls, name: str, key: str | None = None) -> Budget:
+        """The budget ``name`` from the configuration (``budgetguard.configure``).
+
+        Named budgets keep their spend in the configured store under their name (and ``key``
+        for keyed budgets), so every process that names them shares one cap.
+        """
+        from budgetguard._settings import named_budget
+
+        return named_budget(name, key)
+
+    def _for_invocation(self) -> Scope:
+        if self.shared:
+            return self
+        return Budget(
+            self.max_usd, self.max_tokens, self.max_requests, name=self.name, on_exceed=self.policy,
+            alerts=self.alerts, on_alert=self.on_alert, assume_output_tokens=self.assume_output_tokens,
+            window=self.window, store=self._store_spec, key=self.key, hold_ttl=self.hold_ttl,
+        )
+
+    # -- what a user reads ---------------------------------------------------------------------
+    def snapshot(self) -> Snapshot:
+        return self._ledger.snapshot(self._ledger_key, self.window)
+
+    @property
+    def spent_usd(self) -> Decimal:
+        return self.snapshot().spent.usd
+
+    @property
+    def reserved_usd(self) -> Decimal:
+        return self.snapshot().reserved.usd
+
+    @property
+    def remaining_usd(self) -> Decimal | None:
+        if self.max_usd is None:
+            return None
+        snap = self.snapshot()
+        return max(Decimal(0), self.max_usd - (snap.spent + snap.reserved).usd)
+
+    @property
+    def ledger(self) -> Ledger:
+        return self._ledger
+
+    @property
+    def ledger_key(self) -> str:
+        return self._ledger_key
+
+    def __repr__(self) -> str:
+        caps = ", ".join(
+            f"{k}={v}" for k, v in
+            (("max_usd", self.max_usd), ("max_tokens", self.max_tokens), ("max_requests", self.max_requests))
+            if v is not None
+        )
+        return f"Budget({caps}, name={self.name!r}, on_exceed={self.policy.name!r})"
+
+    # -- used by the call path -----------------------------------------------------------------
+    def _reserve(self, amount: Amount, *, enforce: bool = True) -> Hold | Refused:
+        limits = self.limits if enforce else Limits()
+        return self._ledger.reserve(self._ledger_key, amount, limits, self.window, ttl=self.hold_ttl)
+
+    def _release(self, hold: Hold) -> None:
+        self._ledger.release(hold)
+
+    def _settle(self, hold: Hold | None, actual: Amount, record: SpendRecord | None) -> None:
+        if hold is None:
+            # Spend that was not reserved (the usage-only path of an uncapped call).
+            hold = Hold("", self._ledger_key, Amount(), 0.0)
+        self._ledger.settle(hold, actual, record)
+        self._check_alerts()
+
+    def _check_alerts(self) -> None:
+        if self.max_usd is None or not self.alerts:
+            return
+        snap = self.snapshot()
+        fraction = snap.spent.usd / self.max_usd if self.max_usd else Decimal(1)
+        span = self.window.span(self._ledger.clock())[0] if self.window is not None else 0.0
+        for threshold in self.alerts:
+            if fraction >= threshold and (threshold, span) not in self._alerted:
+                with self._lock:
+                    if (threshold, span) in self._alerted:
+                        continue
+                    self._alerted.add((threshold, span))
+                callback = self.on_alert or _DEFAULT_ALERT_CALLBACK
+                if callback is not None:
+                    callback(self, threshold, snap)
+
+    def _soft_cap_crossed(self, refused: Refused) -> None:
+        """Called when a ``warn`` budget lets a request through past its cap."""
+        span = self.window.span(self._ledger.clock())[0] if self.window is not None else 0.0
+        marker = (Decimal(-1), span)
+        with self._lock:
+            first = marker not in self._alerted
+            self._alerted.add(marker)
+        if not first:
+            return
+        warnings.warn(
+            f"budget {self.name!r} passed its soft {refused.kind} cap of "
+            f"{_show(refused.kind, refused.limit)}; the request was sent anyway (on_exceed='warn')",
+            SoftCapWarning,
+            stacklevel=2,
+        )
+        if self.on_alert is not None:
+            self.on_alert(self, Decimal(1), self.snapshot())
+
+
+def _show(kind: str, value: int) -> str:
+    return f"${picos_to_usd(value)}" if kind == "usd" else f"{value} {kind}"
+
+
+def _open_store(store: Ledger | str | None) -> Ledger:
+    if store is None or store == "memory://":
+        # A private in-memory ledger: this budget's spend lives as long as the object.
+        return MemoryLedger()
+    if isinstance(store, Ledger):
+        return store
+    from budgetguard._ledger import open_ledger  # type: ignore[attr-defined]
+
+    ledger: Ledger = open_ledger(store)
+    return ledger
+
+
+def _parse_usd(value: Decimal | float | str | int | None, what: str) -> Decimal | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ConfigError(f"{what} must be a number of dollars, got {value!r}")
+    try:
+        # str() first: Decimal(0.1) would carry the float's binary error into the cap.
+        amount = Decimal(str(value)) if isinstance(value, float) else Decimal(value)
+    except Exception:
+        raise ConfigError(f"{what} must be a number of dollars, got {value!r}") from None
+    if not amount.is_finite() or amount < 0:
+        raise ConfigError(f"{what} must be a finite amount >= 0, got {value!r}")
+    return amount
+
+
+def _parse_count(value: int | None, what: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{what} must be a whole number >= 0, got {value!r}")
+    return value
+
+
+def _parse_fraction(value: Decimal | float | str) -> Decimal:
+    text = str(value).strip()
+    try:
+        fraction = Decimal(text[:-1]) / 100 if text.endswith("%") else Decimal(text)
+    except Exception:
+        raise ConfigError(f"an alert threshold must be a fraction like 0.8 or '80%', got {value!r}") from None
+    if not (0 < fraction <= 10):
+        raise ConfigError(f"an alert threshold must be above 0 (0.8 means 80%), got {value!r}")
+    return fraction
+
+
+# --------------------------------------------------------------------------------------------
+# Carrying scopes into threads
+# --------------------------------------------------------------------------------------------
+
+
+def propagate(fn: Callable[P, R]) -> Callable[P, R]:
+    """Bind ``fn`` to the current scopes, for running it in a thread.
+
+    ``threading.Thread`` and ``ThreadPoolExecutor`` do not copy contextvars, so calls made in
+    their workers would not be charged. ``pool.submit(propagate(work), x)`` fixes that.
+    """
+    context = contextvars.copy_context()
+
+    @functools.wraps(fn)
+    def bound(*args: P.args, **kwargs: P.kwargs) -> R:
+        # Each run gets its own copy: one context cannot be entered by two threads at once.
+        return context.copy().run(fn, *args, **kwargs)
+
+    return bound
+
+
+class ScopedThreadPoolExecutor(ThreadPoolExecutor):
+    """A ``ThreadPoolExecutor`` whose tasks run in the scopes active when they were submitted."""
+
+    def submit(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> Any:
+        return super().submit(propagate(fn), *args, **kwargs)
+
+

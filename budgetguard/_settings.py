@@ -1,0 +1,162 @@
+"""Process-wide settings: prices, defaults and the named budgets of the loaded configuration."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from budgetguard._errors import ConfigError
+
+if TYPE_CHECKING:
+    from budgetguard._config import BudgetConfig, Config
+    from budgetguard._pricing import ModelRates, PriceBook
+    from budgetguard._scopes import Budget
+
+__all__ = ["Settings", "configure", "current_settings", "named_budget", "reset_settings"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What ``configure()`` set. ``price_book()`` is built lazily (genai-prices is heavy)."""
+
+    config: Config | None = None
+    assume_output_tokens: int | None = None
+    safety_margin: float | None = None
+    on_exceed: str = "raise"
+    max_wait: float | None = None
+    _book: PriceBook | None = field(default=None, repr=False)
+
+    def price_book(self) -> PriceBook:
+        if self._book is not None:
+            return self._book
+        from budgetguard._pricing import default_price_book
+
+        return default_price_book()
+
+
+_lock = threading.Lock()
+_settings = Settings()
+_named: dict[tuple[str, str | None], Budget] = {}
+
+
+def current_settings() -> Settings:
+    return _settings
+
+
+def reset_settings() -> None:
+    """Forget ``configure()``: default prices, no named budgets (mainly for tests)."""
+    global _settings
+    with _lock:
+        _settings = Settings()
+        _named.clear()
+
+
+def configure(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    prices: Mapping[str, ModelRates | Mapping[str, Any]] | None = None,
+    aliases: Mapping[str, str] | None = None,
+    discount: Decimal | float | str | None = None,
+    unknown_model: Literal["error", "warn"] | None = None,
+    fallback_price: ModelRates | Mapping[str, Any] | None = None,
+    assume_output_tokens: int | None = None,
+    safety_margin: float | None = None,
+) -> Config | None:
+    """Load a YAML configuration and/or set options directly; keyword arguments win.
+
+    With no ``path``, ``$BUDGETGUARD_CONFIG`` is read if set. Returns the loaded config.
+    """
+    from budgetguard._config import load_config
+    from budgetguard._pricing import ModelRates, PriceBook
+
+    global _settings
+    if path is None and os.environ.get("BUDGETGUARD_CONFIG"):
+        path = os.environ["BUDGETGUARD_CONFIG"]
+    config = load_config(Path(path)) if path is not None else None
+
+    overrides: dict[str, ModelRates] = {}
+    alias_map: dict[str, str] = {}
+    book_discount = Decimal(0)
+    policy_unknown: Literal["error", "warn"] = "error"
+    fallback: ModelRates | None = None
+    new = Settings()
+    if config is not None:
+        overrides.update(config.pricing.models)
+        alias_map.update(config.pricing.aliases)
+        book_discount = config.pricing.discount
+        policy_unknown = config.defaults.unknown_model
+        fallback = config.defaults.fallback_price
+        new = Settings(
+            config=config,
+            assume_output_tokens=config.defaults.assume_output_tokens,
+            safety_margin=config.defaults.safety_margin,
+            on_exceed=config.defaults.on_exceed,
+            max_wait=config.defaults.max_wait,
+        )
+    for model, rates in (prices or {}).items():
+        overrides[model] = rates if isinstance(rates, ModelRates) else ModelRates.from_mapping(
+            rates, where=f"configure(prices={model!r})"
+        )
+    alias_map.update(aliases or {})
+    if discount is not None:
+        book_discount = Decimal(str(discount))
+    if unknown_model is not None:
+        policy_unknown = unknown_model
+    if fallback_price is not None:
+        fallback = fallback_price if isinstance(fallback_price, ModelRates) else ModelRates.from_mapping(
+            fallback_price, where="configure(fallback_price=...)"
+        )
+    if assume_output_tokens is not None:
+        new = replace(new, assume_output_tokens=assume_output_tokens)
+    if safety_margin is not None:
+        new = replace(new, safety_margin=safety_margin)
+    book = PriceBook(
+        overrides=overrides, aliases=alias_map, discount=book_discount,
+        unknown_model=policy_unknown, fallback=fallback,
+    )
+    with _lock:
+        _settings = replace(new, _book=book)
+        _named.clear()
+    return config
+
+
+def named_budget(name: str, key: str | None = None) -> Budget:
+    """The configured budget ``name`` (one object per name and key per process)."""
+    from budgetguard._scopes import Budget
+
+    config = _settings.config
+    if config is None or name not in config.budgets:
+        known = ", ".join(sorted(config.budgets)) if config is not None else ""
+        raise ConfigError(
+            f"no budget named {name!r} is configured"
+            + (f" (configured: {known})" if known else "; call budgetguard.configure(path) first")
+        )
+    spec: BudgetConfig = config.budgets[name]
+    if spec.keyed and key is None:
+        raise ConfigError(f"budget {name!r} is keyed (one cap per key): use Budget.named({name!r}, key=...)")
+    if not spec.keyed and key is not None:
+        raise ConfigError(f"budget {name!r} is not keyed; set keyed: true in the config to use key={key!r}")
+    with _lock:
+        budget = _named.get((name, key))
+        if budget is None:
+            budget = Budget(
+                spec.max_usd, spec.max_tokens, spec.max_requests, name=name,
+                on_exceed=spec.on_exceed, max_wait=spec.max_wait, alerts=spec.alerts,
+                window=spec.window, store=_store_uri(spec), key=key, hold_ttl=spec.hold_ttl,
+                shared=True,
+            )
+            _named[(name, key)] = budget
+        return budget
+
+
+def _store_uri(spec: BudgetConfig) -> Any:
+    if spec.store.startswith("redis") and spec.fail_open:
+        from budgetguard._ledger import open_ledger  # type: ignore[attr-defined]
+
+        return open_ledger(spec.store, fail_open=True)
+    return spec.store

@@ -1,0 +1,194 @@
+"""The normalised ``Usage`` value: tokens by kind, request count and exact cost.
+
+Every API shape (Chat Completions, Responses, embeddings, legacy completions, and the
+OpenAI-compatible servers that omit fields) is folded into this one value, so nothing above
+this module needs to know which endpoint a number came from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from decimal import Decimal
+from typing import Any
+
+__all__ = ["Usage", "UsageFormatError", "format_usd"]
+
+_ZERO = Decimal(0)
+
+
+class UsageFormatError(ValueError):
+    """A usage object from the API had a field of the wrong type or sign."""
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Tokens by kind, successful requests and cost. Adding two usages is exact.
+
+    ``prompt_tokens`` and ``completion_tokens`` are totals as billed; the other token
+    fields are parts of those totals (cached and cache-write tokens are part of the prompt,
+    reasoning tokens part of the completion), kept apart because they are priced apart.
+    """
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    input_audio_tokens: int = 0
+    output_audio_tokens: int = 0
+    input_image_tokens: int = 0
+    output_image_tokens: int = 0
+    requests: int = 0
+    cost_usd: Decimal = _ZERO
+    #: Number of requests whose usage had to be estimated (server reported none, stream cut).
+    estimated_requests: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def total_cost(self) -> Decimal:
+        """Alias of ``cost_usd``, the name LangChain's callback uses."""
+        return self.cost_usd
+
+    @property
+    def successful_requests(self) -> int:
+        """Alias of ``requests``, the name LangChain's callback uses."""
+        return self.requests
+
+    def __add__(self, other: object) -> Usage:
+        if not isinstance(other, Usage):
+            return NotImplemented
+        return Usage(**{
+            f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(Usage)
+        })
+
+    def __radd__(self, other: object) -> Usage:
+        # Lets sum(usages) work with its default start of 0.
+        if other == 0:
+            return self
+        return self.__add__(other)
+
+    def with_cost(self, cost_usd: Decimal) -> Usage:
+        return replace(self, cost_usd=cost_usd)
+
+    def __bool__(self) -> bool:
+        return any(getattr(self, f.name) for f in fields(Usage))
+
+    def __str__(self) -> str:
+        # The first five lines match LangChain's get_openai_callback() output exactly,
+        # cost formatted the way it formats a float, so existing log parsers keep working.
+        lines = [f"Tokens Used: {self.total_tokens}", f"\tPrompt Tokens: {self.prompt_tokens}"]
+        if self.cached_tokens:
+            lines.append(f"\t\tPrompt Tokens Cached: {self.cached_tokens}")
+        lines.append(f"\tCompletion Tokens: {self.completion_tokens}")
+        if self.reasoning_tokens:
+            lines.append(f"\t\tReasoning Tokens: {self.reasoning_tokens}")
+        lines.append(f"Successful Requests: {self.requests}")
+        lines.append(f"Total Cost (USD): ${format_usd(self.cost_usd)}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; cost as a string so no precision is lost."""
+        out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(Usage)}
+        out["total_tokens"] = self.total_tokens
+        out["cost_usd"] = str(self.cost_usd)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Usage:
+        """Inverse of :meth:`to_dict`."""
+        kwargs: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name in data:
+                kwargs[f.name] = Decimal(str(data[f.name])) if f.name == "cost_usd" else int(data[f.name])
+        return cls(**kwargs)
+
+    @classmethod
+    def from_openai(cls, raw: Mapping[str, Any]) -> Usage:
+        """Normalise a usage object as the API reports it (one request).
+
+        Understands Chat Completions (``prompt_tokens``/``completion_tokens`` with their
+        ``*_details``), Responses (``input_tokens``/``output_tokens``), embeddings and legacy
+        completions. Missing fields count as 0; a field of the wrong type or sign raises
+        :class:`UsageFormatError` naming it.
+        """
+        if not isinstance(raw, Mapping):
+            raise UsageFormatError(f"usage must be an object, got {type(raw).__name__}")
+        prompt = _first_int(raw, "prompt_tokens", "input_tokens")
+        completion = _first_int(raw, "completion_tokens", "output_tokens")
+        if prompt is None and completion is None:
+            total = _int_field(raw, "total_tokens")
+            if total is None:
+                raise UsageFormatError("usage has none of prompt_tokens, input_tokens, total_tokens")
+            prompt = total
+        prompt = prompt or 0
+        completion = completion or 0
+        pdet = _details(raw, "prompt_tokens_details", "input_tokens_details")
+        cdet = _details(raw, "completion_tokens_details", "output_tokens_details")
+        cached = _first_int(pdet, "cached_tokens") or _first_int(raw, "prompt_cache_hit_tokens") or 0
+        cache_write = (
+            _first_int(pdet, "cache_write_tokens", "cache_creation_tokens")
+            or _first_int(raw, "cache_creation_input_tokens", "cache_write_tokens")
+            or 0
+        )
+        usage = cls(
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            cached_tokens=cached,
+            cache_write_tokens=cache_write,
+            reasoning_tokens=_first_int(cdet, "reasoning_tokens") or 0,
+            input_audio_tokens=_first_int(pdet, "audio_tokens") or 0,
+            output_audio_tokens=_first_int(cdet, "audio_tokens") or 0,
+            input_image_tokens=_first_int(pdet, "image_tokens") or 0,
+            output_image_tokens=_first_int(cdet, "image_tokens") or 0,
+            requests=1,
+        )
+        if usage.cached_tokens + usage.cache_write_tokens > usage.prompt_tokens:
+            raise UsageFormatError(
+                f"usage reports {usage.cached_tokens} cached + {usage.cache_write_tokens} cache-write "
+                f"tokens, more than its {usage.prompt_tokens} prompt tokens"
+            )
+        return usage
+
+
+def format_usd(amount: Decimal) -> str:
+    """Dollars as LangChain prints them (``7.2e-05``, ``0.0015``, ``0.0``)."""
+    return repr(float(amount))
+
+
+def _details(raw: Mapping[str, Any], *names: str) -> Mapping[str, Any]:
+    for name in names:
+        value = raw.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, Mapping):
+            raise UsageFormatError(f"usage.{name} must be an object, got {type(value).__name__}")
+        return value
+    return {}
+
+
+def _int_field(raw: Mapping[str, Any], name: str) -> int | None:
+    value = raw.get(name)
+    if value is None:
+        return None
+    # bool is an int subclass; a server sending true for a count is broken, not 1.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise UsageFormatError(f"usage field {name!r} must be a number, got {value!r}")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise UsageFormatError(f"usage field {name!r} must be a whole number, got {value!r}")
+        value = int(value)
+    if value < 0:
+        raise UsageFormatError(f"usage field {name!r} must not be negative, got {value!r}")
+    return value
+
+
+def _first_int(raw: Mapping[str, Any], *names: str) -> int | None:
+    for name in names:
+        value = _int_field(raw, name)
+        if value is not None:
+            return value
+    return None
