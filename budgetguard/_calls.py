@@ -7,6 +7,7 @@ that into reservations, ledger records and usage tallies. It knows no SDK intern
 
 from __future__ import annotations
 
+import contextvars
 import math
 import threading
 import time
@@ -25,7 +26,16 @@ from budgetguard._usage import Usage, UsageFormatError
 if TYPE_CHECKING:
     from budgetguard._preflight import Estimate
 
-__all__ = ["MeteredCall", "endpoint_of"]
+__all__ = ["MeteredCall", "endpoint_of", "last_reserved"]
+
+# The worst case the latest request in this context reserved: what a retry would need again.
+_last_reserved: contextvars.ContextVar[Amount | None] = contextvars.ContextVar(
+    "budgetguard_last_reserved", default=None
+)
+
+
+def last_reserved() -> Amount | None:
+    return _last_reserved.get()
 
 
 def endpoint_of(method: str, url: str) -> str | None:
@@ -132,6 +142,7 @@ class MeteredCall:
             holds[id(budget)] = outcome
         self.holds = holds
         self.reserved = amount
+        _last_reserved.set(amount)
         return None
 
     def _reserve_all(self, sleep: Callable[[float], None]) -> None:
