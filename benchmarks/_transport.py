@@ -8,14 +8,28 @@ from __future__ import annotations
 import json
 from typing import Any
 
-CHAT_RESPONSE = json.dumps({
-    "id": "chatcmpl-bench", "object": "chat.completion", "created": 0, "model": "gpt-4o-mini",
-    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello! How can I help?"},
-                 "finish_reason": "stop"}],
-    "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18,
-              "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-              "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0}},
-}).encode()
+CHAT_RESPONSE = json.dumps(
+    {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "gpt-4o-mini",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "Hello! How can I help?"},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {
+            "prompt_tokens": 11,
+            "completion_tokens": 7,
+            "total_tokens": 18,
+            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
+        },
+    }
+).encode()
 
 MESSAGES: list[dict[str, Any]] = [{"role": "user", "content": "Say hello in five words."}]
 
@@ -32,8 +46,12 @@ def make_client() -> Any:
     def handler(request: Any) -> Any:
         return httpx.Response(200, content=CHAT_RESPONSE, headers={"content-type": "application/json"})
 
-    return OpenAI(api_key="bench", base_url="http://bench.invalid/v1", max_retries=0,
-                  http_client=httpx.Client(transport=httpx.MockTransport(handler)))
+    return OpenAI(
+        api_key="bench",
+        base_url="http://bench.invalid/v1",
+        max_retries=0,
+        http_client=httpx.Client(transport=httpx.MockTransport(handler)),
+    )
 
 
 def chat(client: Any) -> Any:

@@ -1,6 +1,6 @@
 """``import budgetguard`` next to ``import openai``: fresh interpreters, side by side.
 
-    .venv/bin/python benchmarks/import_time.py [--runs 15]
+.venv/bin/python benchmarks/import_time.py [--runs 15]
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ CASES = {
 
 def _one(code: str) -> float:
     script = f"import time; t = time.perf_counter(); {code}; print(time.perf_counter() - t)"
-    return float(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                                check=True).stdout)
+    return float(
+        subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    )
 
 
 def main() -> None:

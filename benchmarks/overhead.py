@@ -23,8 +23,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import budgetguard as bg  # noqa: E402
-from _transport import chat, make_client  # noqa: E402
+from _transport import chat, make_client
+
+import budgetguard as bg
 
 
 def _time(fn: Any, calls: int) -> float:
@@ -35,7 +36,9 @@ def _time(fn: Any, calls: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--memory-calls", type=int, default=100_000)
@@ -64,10 +67,12 @@ def main() -> None:
         for name, fn in (("untracked", untracked), ("tracked", tracked), ("budgeted", budgeted)):
             results[name].append(_time(fn, args.calls))
     base = statistics.median(results["untracked"])
-    print(f"per-call time, median of {args.rounds} rounds x {args.calls} calls (openai SDK, in-process transport)")
+    print(f"per-call time, median of {args.rounds} rounds x {args.calls} calls")
+    print("(real openai SDK, in-process transport; ratios against the untracked call in this run)")
     for name, samples in results.items():
         median = statistics.median(samples)
-        print(f"  {name:<10} {median * 1e6:8.1f} us   ratio {median / base:5.3f}x   (+{(median - base) * 1e6:6.1f} us)")
+        extra = (median - base) * 1e6
+        print(f"  {name:<10} {median * 1e6:8.1f} us   ratio {median / base:5.3f}x   (+{extra:6.1f} us)")
 
     gc.collect()
     tracemalloc.start()
@@ -80,9 +85,11 @@ def main() -> None:
     gc.collect()
     after_all = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()
-    print(f"memory: traced heap after 1,000 tracked calls {after_1k / 1024:8.1f} KiB, "
-          f"after {args.memory_calls:,} {after_all / 1024:8.1f} KiB "
-          f"(growth {(after_all - after_1k) / 1024:+.1f} KiB; {long_run.usage.requests:,} calls counted)")
+    print(
+        f"memory: traced heap after 1,000 tracked calls {after_1k / 1024:8.1f} KiB, "
+        f"after {args.memory_calls:,} {after_all / 1024:8.1f} KiB "
+        f"(growth {(after_all - after_1k) / 1024:+.1f} KiB; {long_run.usage.requests:,} calls counted)"
+    )
 
 
 if __name__ == "__main__":

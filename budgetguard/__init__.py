@@ -44,6 +44,7 @@ from budgetguard._usage import Usage
 if TYPE_CHECKING:
     from budgetguard._preflight import Estimate, estimate_request
     from budgetguard._pricing import ModelRates, PriceBook
+    from budgetguard._retry import retry
 
 __version__ = "0.1.0"
 
@@ -79,6 +80,7 @@ __all__ = [
     "instrument",
     "propagate",
     "reset_settings",
+    "retry",
     "track_usage",
     "uninstrument",
     "usage_of",
@@ -92,6 +94,7 @@ _LAZY = {
     "PriceBook": "budgetguard._pricing",
     "instrument": "budgetguard._instrument",
     "uninstrument": "budgetguard._instrument",
+    "retry": "budgetguard._retry",
 }
 
 

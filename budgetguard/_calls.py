@@ -26,16 +26,36 @@ from budgetguard._usage import Usage, UsageFormatError
 if TYPE_CHECKING:
     from budgetguard._preflight import Estimate
 
-__all__ = ["MeteredCall", "endpoint_of", "last_reserved"]
+__all__ = ["MeteredCall", "ReservationWatch", "endpoint_of", "watching"]
 
-# The worst case the latest request in this context reserved: what a retry would need again.
-_last_reserved: contextvars.ContextVar[Amount | None] = contextvars.ContextVar(
-    "budgetguard_last_reserved", default=None
+
+class ReservationWatch:
+    """The largest reservation made while it is active: what a retried step needs at least."""
+
+    def __init__(self) -> None:
+        self.peak: Amount | None = None
+
+    def saw(self, amount: Amount) -> None:
+        peak = self.peak
+        self.peak = (
+            amount
+            if peak is None
+            else Amount(
+                max(peak.picos, amount.picos),
+                max(peak.tokens, amount.tokens),
+                max(peak.requests, amount.requests),
+            )
+        )
+
+
+_watch: contextvars.ContextVar[ReservationWatch | None] = contextvars.ContextVar(
+    "budgetguard_reservation_watch", default=None
 )
 
 
-def last_reserved() -> Amount | None:
-    return _last_reserved.get()
+def watching() -> contextvars.ContextVar[ReservationWatch | None]:
+    """The contextvar the retry decorator sets so it can see what its attempts reserved."""
+    return _watch
 
 
 def endpoint_of(method: str, url: str) -> str | None:
@@ -65,11 +85,12 @@ class MeteredCall:
     def __init__(self, endpoint: str, body: Mapping[str, Any], scopes: tuple[Scope, ...]) -> None:
         self.endpoint = endpoint
         self.body: dict[str, Any] = dict(body)
-        self.scopes = scopes
+        # A scope entered twice (nested in itself) is still charged once.
+        self.scopes = tuple(dict.fromkeys(scopes))
         self.model = str(body.get("model") or "")
         self.stream = bool(body.get("stream"))
         # Innermost first: the tightest cap refuses before outer budgets are touched.
-        self.budgets: list[Budget] = [s for s in reversed(scopes) if isinstance(s, Budget)]
+        self.budgets: list[Budget] = [s for s in reversed(self.scopes) if isinstance(s, Budget)]
         self.holds: dict[int, Hold] = {}
         self.estimate: Estimate | None = None
         self.reserved = Amount()
@@ -142,7 +163,9 @@ class MeteredCall:
             holds[id(budget)] = outcome
         self.holds = holds
         self.reserved = amount
-        _last_reserved.set(amount)
+        watch = _watch.get()
+        if watch is not None:
+            watch.saw(amount)
         return None
 
     def _reserve_all(self, sleep: Callable[[float], None]) -> None:
@@ -173,7 +196,9 @@ class MeteredCall:
             else:
                 amount = next_amount
 
-    def _after_refusal(self, budget: Budget, refused: Refused, amount: Amount, waited: float) -> Amount | None:
+    def _after_refusal(
+        self, budget: Budget, refused: Refused, amount: Amount, waited: float
+    ) -> Amount | None:
         """Apply the refusing budget's policy: a smaller amount to try, None to wait, or raise."""
         policy = budget.policy
         if isinstance(policy, Clamp):
@@ -208,7 +233,8 @@ class MeteredCall:
         current = amount.tokens - est.prompt_tokens_upper
         if per_choice < policy.min_output_tokens or per_choice * choices >= current:
             raise self._exceeded(
-                budget, refused,
+                budget,
+                refused,
                 detail=f"clamp: only {max(per_choice, 0)} output tokens would fit, "
                 f"the minimum is {policy.min_output_tokens}",
             )
@@ -220,12 +246,18 @@ class MeteredCall:
             return picos_to_usd(value) if refused.kind == "usd" else value
 
         return BudgetExceeded(
-            budget=budget.name, key=budget.key, limit_kind=refused.kind,
-            limit=unit(refused.limit), spent=unit(refused.spent.get(refused.kind)),
+            budget=budget.name,
+            key=budget.key,
+            limit_kind=refused.kind,
+            limit=unit(refused.limit),
+            spent=unit(refused.spent.get(refused.kind)),
             reserved=unit(refused.reserved.get(refused.kind)),
             requested=unit(refused.requested.get(refused.kind)),
-            spent_usd=refused.spent.usd, reserved_usd=refused.reserved.usd,
-            requested_usd=refused.requested.usd, limit_usd=budget.max_usd, detail=detail,
+            spent_usd=refused.spent.usd,
+            reserved_usd=refused.reserved.usd,
+            requested_usd=refused.requested.usd,
+            limit_usd=budget.max_usd,
+            detail=detail,
         )
 
     # ------------------------------------------------------------------ after sending
@@ -259,7 +291,9 @@ class MeteredCall:
         if kind in _TERMINAL_RESPONSE_EVENTS:
             response = data.get("response")
             if isinstance(response, Mapping) and response.get("usage") is not None:
-                self.settle(response["usage"], _str(response.get("model")), _str(response.get("service_tier")))
+                self.settle(
+                    response["usage"], _str(response.get("model")), _str(response.get("service_tier"))
+                )
         elif kind.endswith(".delta"):
             delta = data.get("delta")
             if isinstance(delta, str):
@@ -302,8 +336,11 @@ class MeteredCall:
         if last is not None and (completed or self._saw_final_usage_chunk):
             self.settle(*last)
         else:
-            self.settle_estimated("the stream ended before the server reported usage" if not completed
-                                  else "the stream carried no usage")
+            self.settle_estimated(
+                "the stream ended before the server reported usage"
+                if not completed
+                else "the stream carried no usage"
+            )
 
     def settle(self, raw_usage: Any, response_model: str | None, service_tier: str | None) -> None:
         """Replace every reservation with what the server reported."""
@@ -363,11 +400,20 @@ class MeteredCall:
         for scope in self.scopes:
             if isinstance(scope, Budget):
                 hold = self.holds.get(id(scope))
-                if hold is not None and (actual.picos > hold.amount.picos or actual.tokens > hold.amount.tokens):
+                if hold is not None and (
+                    actual.picos > hold.amount.picos or actual.tokens > hold.amount.tokens
+                ):
                     over = True
                 record = SpendRecord(
-                    time=now, budget=scope.name, key=scope.key, scope_path=path, model=model,
-                    endpoint=self.endpoint, usage=usage, reserved_usd=self.reserved.usd, estimated=estimated,
+                    time=now,
+                    budget=scope.name,
+                    key=scope.key,
+                    scope_path=path,
+                    model=model,
+                    endpoint=self.endpoint,
+                    usage=usage,
+                    reserved_usd=self.reserved.usd,
+                    estimated=estimated,
                 )
                 scope._settle(hold, actual, record)
             scope._add_usage(model, usage)
@@ -396,7 +442,11 @@ def _cap_field(endpoint: str, body: Mapping[str, Any]) -> str:
     if endpoint == "completions":
         return "max_tokens"
     # Chat: keep the field the caller used; otherwise the current one (o-series reject max_tokens).
-    return "max_tokens" if "max_tokens" in body and "max_completion_tokens" not in body else "max_completion_tokens"
+    return (
+        "max_tokens"
+        if "max_tokens" in body and "max_completion_tokens" not in body
+        else "max_completion_tokens"
+    )
 
 
 def _may_free_up(budget: Budget, refused: Refused) -> bool:

@@ -14,7 +14,9 @@ from budgetguard._errors import BudgetGuardError
 __all__ = ["main"]
 
 _ENDPOINT_KEYS = (
-    ("input", "responses"), ("instructions", "responses"), ("messages", "chat.completions"),
+    ("input", "responses"),
+    ("instructions", "responses"),
+    ("messages", "chat.completions"),
     ("prompt", "completions"),
 )
 
@@ -57,7 +59,9 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
     print(f"model:           {estimate.model}")
     print(f"prompt tokens:   {estimate.prompt_tokens} (reserved as {estimate.prompt_tokens_upper})")
     cap = estimate.max_output_tokens
-    print(f"output cap:      {cap if cap is not None else 'none'} (reserved {estimate.reserved_output_tokens})")
+    print(
+        f"output cap:      {cap if cap is not None else 'none'} (reserved {estimate.reserved_output_tokens})"
+    )
     print(f"cost:            ${estimate.min_usd} to ${estimate.max_usd}  [{estimate.price_source}]")
     print(f"exact:           {'yes' if estimate.exact else 'no'}")
     for reason in estimate.reasons:
@@ -73,11 +77,16 @@ def _cmd_prices(args: argparse.Namespace) -> int:
         resolved = book.resolve(model)
         rates = resolved.rates
         line = {
-            "model": model, "priced_as": resolved.canonical, "source": resolved.source,
-            "input_per_1m": str(rates.input), "output_per_1m": str(rates.output),
+            "model": model,
+            "priced_as": resolved.canonical,
+            "source": resolved.source,
+            "input_per_1m": str(rates.input),
+            "output_per_1m": str(rates.output),
             "cached_input_per_1m": None if rates.cached_input is None else str(rates.cached_input),
         }
-        print(json.dumps(line) if args.json else "  ".join(f"{k}={v}" for k, v in line.items() if v is not None))
+        print(
+            json.dumps(line) if args.json else "  ".join(f"{k}={v}" for k, v in line.items() if v is not None)
+        )
     return 0
 
 
@@ -85,13 +94,15 @@ def _cmd_check(args: argparse.Namespace) -> int:
     from budgetguard._config import load_config
 
     config = load_config(Path(args.file))
-    print(f"{args.file}: OK (version {config.version}, {len(config.budgets)} budgets: "
-          f"{', '.join(sorted(config.budgets)) or 'none'})")
+    print(
+        f"{args.file}: OK (version {config.version}, {len(config.budgets)} budgets: "
+        f"{', '.join(sorted(config.budgets)) or 'none'})"
+    )
     return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from budgetguard._ledger import open_ledger  # type: ignore[attr-defined]
+    from budgetguard._ledger import open_ledger
     from budgetguard._report import render_report
 
     store = args.store
@@ -107,8 +118,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         store = stores[0]
     ledger = open_ledger(store)
     records = ledger.records(budget=args.budget)
-    fmt = "json" if args.json else "csv" if args.csv else "table"
-    print(render_report(records, fmt=fmt))
+    print(render_report(records, fmt="json" if args.json else "csv" if args.csv else "table"))
     return 0
 
 
@@ -125,7 +135,9 @@ def _parser() -> argparse.ArgumentParser:
 
     estimate = sub.add_parser("estimate", help="estimate a request body (JSON file, - for stdin)")
     estimate.add_argument("file")
-    estimate.add_argument("--endpoint", choices=["chat.completions", "responses", "completions", "embeddings"])
+    estimate.add_argument(
+        "--endpoint", choices=["chat.completions", "responses", "completions", "embeddings"]
+    )
     estimate.add_argument("--json", action="store_true")
     estimate.set_defaults(run=_cmd_estimate)
 

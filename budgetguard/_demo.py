@@ -12,12 +12,9 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
 import budgetguard as bg
-
-if TYPE_CHECKING:
-    from openai import OpenAI
 
 __all__ = ["run_demo"]
 
@@ -70,7 +67,8 @@ def _run_tool(name: str, arguments: str) -> str:
 
 
 @contextmanager
-def _client(real: bool) -> Iterator[tuple[OpenAI, str]]:
+def _client(real: bool) -> Iterator[tuple[Any, str]]:
+    # Any: the demo builds message dicts freely; the SDK's TypedDict overloads add nothing here.
     from openai import OpenAI
 
     if real:
@@ -85,11 +83,15 @@ def _client(real: bool) -> Iterator[tuple[OpenAI, str]]:
             Reply(content="It is 18°C (64.4°F) and clear in Paris: a light jacket is enough."),
             Reply(content="Paris: clear, 18°C / 64.4°F. Light jacket."),
         )
-        yield OpenAI(base_url=sim.base_url, api_key="simulator", max_retries=0), f"the simulator at {sim.base_url}"
+        yield (
+            OpenAI(base_url=sim.base_url, api_key="simulator", max_retries=0),
+            f"the simulator at {sim.base_url}",
+        )
 
 
-def run_demo(*, real: bool = False, model: str = "gpt-4o-mini", max_usd: str = "0.05",
-             out: TextIO = sys.stdout) -> int:
+def run_demo(
+    *, real: bool = False, model: str = "gpt-4o-mini", max_usd: str = "0.05", out: TextIO = sys.stdout
+) -> int:
     """Run the demo agent; returns a process exit code."""
     if real and not os.environ.get("OPENAI_API_KEY"):
         print("--real needs OPENAI_API_KEY; running against the simulator instead.", file=out)
@@ -107,45 +109,57 @@ def run_demo(*, real: bool = False, model: str = "gpt-4o-mini", max_usd: str = "
             for number in range(1, 6):
                 with bg.track_usage(name=f"step-{number}") as step:
                     response = client.chat.completions.create(
-                        model=model, messages=messages, tools=TOOLS, max_completion_tokens=300,  # type: ignore[arg-type]
+                        model=model,
+                        messages=messages,
+                        tools=TOOLS,
+                        max_completion_tokens=300,
                     )
                 message = response.choices[0].message
                 calls = message.tool_calls or []
-                action = ", ".join(f"{c.function.name}({c.function.arguments})" for c in calls  # type: ignore[union-attr]
-                                   ) or "answer"
+                action = ", ".join(f"{c.function.name}({c.function.arguments})" for c in calls) or "answer"
                 steps.append((f"step {number}: {action}", step.usage))
-                say(f"  step {number}: {action:<45} {step.usage.total_tokens:>5} tokens  "
-                    f"${step.usage.cost_usd:.6f}  (run so far ${run.spent_usd:.6f})")
+                say(
+                    f"  step {number}: {action:<45} {step.usage.total_tokens:>5} tokens  "
+                    f"${step.usage.cost_usd:.6f}  (run so far ${run.spent_usd:.6f})"
+                )
                 messages.append(message.model_dump(exclude_none=True))
                 if not calls:
                     say(f"\n  agent: {message.content}\n")
                     break
                 for call in calls:
-                    messages.append({
-                        "role": "tool", "tool_call_id": call.id,
-                        "content": _run_tool(call.function.name, call.function.arguments),  # type: ignore[union-attr]
-                    })
+                    messages.append(
+                        {
+                            "role": "tool",
+                            "tool_call_id": call.id,
+                            "content": _run_tool(call.function.name, call.function.arguments),
+                        }
+                    )
             with bg.track_usage(name="summary-stream") as streamed:
                 stream = client.chat.completions.create(
-                    model=model, stream=True, max_completion_tokens=60,
-                    messages=[*messages, {"role": "user", "content": "Summarise in one line."}],  # type: ignore[list-item]
+                    model=model,
+                    stream=True,
+                    max_completion_tokens=60,
+                    messages=[*messages, {"role": "user", "content": "Summarise in one line."}],
                 )
                 text = "".join(chunk.choices[0].delta.content or "" for chunk in stream)
             steps.append(("streamed summary", streamed.usage))
             say(f"  streamed summary: {text}")
-            say(f"  (a stream is counted too: {streamed.usage.total_tokens} tokens, ${streamed.usage.cost_usd:.6f})\n")
+            counted = streamed.usage
+            say(f"  (a stream is counted too: {counted.total_tokens} tokens, ${counted.cost_usd:.6f})\n")
 
         say("Per step:")
         for label, usage in steps:
-            say(f"  {label:<60} prompt {usage.prompt_tokens:>5}  completion {usage.completion_tokens:>4}  "
-                f"${usage.cost_usd:.6f}")
+            say(
+                f"  {label:<60} prompt {usage.prompt_tokens:>5}  completion {usage.completion_tokens:>4}  "
+                f"${usage.cost_usd:.6f}"
+            )
         say("\nWhole run (the same lines LangChain's get_openai_callback prints):")
         say(str(run.usage))
 
         say("\nA budget too small for the next request refuses it before it is sent:")
         try:
             with bg.Budget(max_usd="0.00001", name="tiny"):
-                client.chat.completions.create(model=model, messages=messages, max_completion_tokens=300)  # type: ignore[arg-type]
+                client.chat.completions.create(model=model, messages=messages, max_completion_tokens=300)
         except bg.BudgetExceeded as exc:
             say(f"  BudgetExceeded: {exc}")
     return 0

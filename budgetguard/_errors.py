@@ -93,8 +93,9 @@ class UnknownModelError(BudgetGuardError, LookupError):
 class ConfigError(BudgetGuardError, ValueError):
     """A configuration file or argument is invalid. The message names file, line and key."""
 
-    def __init__(self, message: str, *, source: str | None = None, line: int | None = None,
-                 key: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, source: str | None = None, line: int | None = None, key: str | None = None
+    ) -> None:
         self.source = source
         self.line = line
         self.key = key

@@ -11,7 +11,8 @@ The SDK has no middleware, and patching resource methods misses ``with_raw_respo
 - ``BaseClient._process_response_data``: every parsed body and every SSE event, whenever the
   caller parses it (raw responses are parsed lazily).
 - ``Stream.__stream__`` / ``AsyncStream.__stream__``: hide the usage-only chunk we asked for,
-  and charge a stream that is closed, broken out of or garbage-collected before its usage came.
+  and charge a stream that is broken out of or garbage-collected before its usage came;
+  ``Stream.close`` / ``AsyncStream.close``: charge it as soon as the caller closes it.
 
 With no active scope each hook costs one contextvar lookup.
 """
@@ -46,7 +47,7 @@ def instrumented() -> bool:
     return bool(_originals)
 
 
-class unmetered:  # noqa: N801 - used like a function: `with unmetered(): ...`
+class unmetered:
     """Calls made inside are neither counted nor reserved (budgetguard's own API calls)."""
 
     def __enter__(self) -> None:
@@ -72,6 +73,8 @@ def instrument() -> None:
             (_base_client.BaseClient, "_process_response_data", _wrap_process_response_data),
             (_streaming.Stream, "__stream__", _wrap_sync_stream),
             (_streaming.AsyncStream, "__stream__", _wrap_async_stream),
+            (_streaming.Stream, "close", _wrap_sync_close),
+            (_streaming.AsyncStream, "close", _wrap_async_close),
         ]
         for owner, name, _ in targets:
             if not callable(owner.__dict__.get(name)):
@@ -121,9 +124,12 @@ def _with_body(options: Any, body: dict[str, Any]) -> Any:
     return copied
 
 
-def _split(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Callable[[Any], tuple[tuple[Any, ...], dict[str, Any]]]]:
+def _split(
+    args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[Any, Callable[[Any], tuple[tuple[Any, ...], dict[str, Any]]]]:
     """Find ``options`` in request(cast_to, options, ...) and a way to put a new one back."""
     if len(args) >= 2:
+
         def put_positional(new: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
             return (args[0], new, *args[2:]), kwargs
 
@@ -277,8 +283,10 @@ def _wrap_process_response_data(original: Callable[..., Any]) -> Callable[..., A
 def _is_injected_usage_chunk(call: MeteredCall, item: Any) -> bool:
     # The chunk we asked for with include_usage has no choices; code written for streams
     # without it does chunk.choices[0], so it must never see this chunk.
-    return call.injected_stream_usage and getattr(item, "usage", None) is not None and not getattr(
-        item, "choices", True
+    return (
+        call.injected_stream_usage
+        and getattr(item, "usage", None) is not None
+        and not getattr(item, "choices", True)
     )
 
 
@@ -321,3 +329,29 @@ def _wrap_async_stream(original: Callable[..., Any]) -> Callable[..., Any]:
 
     __stream__.__wrapped__ = original  # type: ignore[attr-defined]
     return __stream__
+
+
+def _wrap_sync_close(original: Callable[..., Any]) -> Callable[..., Any]:
+    def close(self: Any) -> None:
+        try:
+            original(self)
+        finally:
+            call = _call_of(self.response)
+            if call is not None and not call.finished:
+                call.stream_ended(completed=False)
+
+    close.__wrapped__ = original  # type: ignore[attr-defined]
+    return close
+
+
+def _wrap_async_close(original: Callable[..., Any]) -> Callable[..., Any]:
+    async def close(self: Any) -> None:
+        try:
+            await original(self)
+        finally:
+            call = _call_of(self.response)
+            if call is not None and not call.finished:
+                call.stream_ended(completed=False)
+
+    close.__wrapped__ = original  # type: ignore[attr-defined]
+    return close

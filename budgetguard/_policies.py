@@ -42,7 +42,9 @@ class Clamp(Policy):
 
     def __post_init__(self) -> None:
         if self.min_output_tokens < 1:
-            raise ConfigError(f"Clamp(min_output_tokens=...) must be at least 1, got {self.min_output_tokens}")
+            raise ConfigError(
+                f"Clamp(min_output_tokens=...) must be at least 1, got {self.min_output_tokens}"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +57,9 @@ class Wait(Policy):
 
     def __post_init__(self) -> None:
         if not (self.max_wait >= 0 and math.isfinite(self.max_wait)):
-            raise ConfigError(f"Wait(max_wait=...) must be a finite number of seconds >= 0, got {self.max_wait}")
+            raise ConfigError(
+                f"Wait(max_wait=...) must be a finite number of seconds >= 0, got {self.max_wait}"
+            )
 
 
 _BY_NAME: dict[str, type[Policy]] = {"raise": Raise, "warn": Warn, "clamp": Clamp, "wait": Wait}

@@ -18,11 +18,23 @@ __all__ = ["Estimate", "assumed_output_tokens", "estimate_request"]
 # reserved at this worst case unless ``assume_output_tokens`` says otherwise. Most specific
 # prefix first; from OpenAI's model pages.
 _MAX_OUTPUT: tuple[tuple[str, int], ...] = (
-    ("gpt-5", 128_000), ("gpt-4.1", 32_768), ("gpt-4o-mini", 16_384), ("gpt-4o", 16_384),
-    ("chatgpt-4o", 16_384), ("o1-mini", 65_536), ("o1", 100_000), ("o3", 100_000),
-    ("o4-mini", 100_000), ("gpt-4-turbo", 4_096), ("gpt-4-32k", 8_192), ("gpt-4", 8_192),
-    ("gpt-3.5-turbo-instruct", 4_096), ("gpt-3.5", 4_096), ("gpt-35", 4_096),
-    ("davinci-002", 16_384), ("babbage-002", 16_384),
+    ("gpt-5", 128_000),
+    ("gpt-4.1", 32_768),
+    ("gpt-4o-mini", 16_384),
+    ("gpt-4o", 16_384),
+    ("chatgpt-4o", 16_384),
+    ("o1-mini", 65_536),
+    ("o1", 100_000),
+    ("o3", 100_000),
+    ("o4-mini", 100_000),
+    ("gpt-4-turbo", 4_096),
+    ("gpt-4-32k", 8_192),
+    ("gpt-4", 8_192),
+    ("gpt-3.5-turbo-instruct", 4_096),
+    ("gpt-3.5", 4_096),
+    ("gpt-35", 4_096),
+    ("davinci-002", 16_384),
+    ("babbage-002", 16_384),
 )
 #: Reserved for a model not in the table and no ``assume_output_tokens`` configured.
 UNKNOWN_MODEL_MAX_OUTPUT = 16_384
@@ -67,10 +79,16 @@ class Estimate:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "endpoint": self.endpoint, "model": self.model, "prompt_tokens": self.prompt_tokens,
-            "prompt_tokens_upper": self.prompt_tokens_upper, "max_output_tokens": self.max_output_tokens,
-            "reserved_output_tokens": self.reserved_output_tokens, "min_usd": str(self.min_usd),
-            "max_usd": str(self.max_usd), "exact": self.exact, "reasons": list(self.reasons),
+            "endpoint": self.endpoint,
+            "model": self.model,
+            "prompt_tokens": self.prompt_tokens,
+            "prompt_tokens_upper": self.prompt_tokens_upper,
+            "max_output_tokens": self.max_output_tokens,
+            "reserved_output_tokens": self.reserved_output_tokens,
+            "min_usd": str(self.min_usd),
+            "max_usd": str(self.max_usd),
+            "exact": self.exact,
+            "reasons": list(self.reasons),
             "price_source": self.price_source,
         }
 
@@ -101,8 +119,8 @@ def estimate_request(
         reserved_output = 0
     else:
         per_choice = assumed_output_tokens(
-            tokens.model, assume_output_tokens if assume_output_tokens is not None
-            else settings.assume_output_tokens,
+            tokens.model,
+            assume_output_tokens if assume_output_tokens is not None else settings.assume_output_tokens,
         )
         reserved_output = per_choice * _choices(endpoint, body)
     book = settings.price_book()

@@ -20,11 +20,13 @@ from tenacity import (
     retry_if_exception,
     stop_after_attempt,
     stop_after_delay,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
 from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
+from budgetguard._calls import ReservationWatch, watching
 from budgetguard._errors import BudgetGuardError, ConfigError
 from budgetguard._scopes import Budget, active_scopes
 
@@ -51,7 +53,7 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
-class wait_retry_after(wait_base):  # noqa: N801 - tenacity's naming convention
+class wait_retry_after(wait_base):
     """Wait what the server's ``Retry-After`` (or ``retry-after-ms``) asks, else ``fallback``."""
 
     def __init__(self, fallback: wait_base, max_wait: float = 60.0) -> None:
@@ -74,13 +76,12 @@ class wait_retry_after(wait_base):  # noqa: N801 - tenacity's naming convention
         return float(self.fallback(retry_state))
 
 
-class stop_when_over_budget(stop_base):  # noqa: N801 - tenacity's naming convention
-    """Stop when an enclosing budget could not hold another attempt like the last one."""
+class stop_when_over_budget(stop_base):
+    """Stop when an enclosing budget could not hold the largest request of the last attempt."""
 
     def __call__(self, retry_state: RetryCallState) -> bool:
-        from budgetguard._calls import last_reserved
-
-        needed = last_reserved()
+        watch = watching().get()
+        needed = watch.peak if watch is not None else None
         if needed is None:
             return False
         for scope in active_scopes():
@@ -112,26 +113,37 @@ def retry(
     options: dict[str, Any] = {
         "retry": retry_if_exception(should_retry),
         "stop": stop_after_attempt(attempts) | stop_after_delay(max_delay) | stop_when_over_budget(),
-        "wait": wait_retry_after(wait_exponential_jitter(initial=0.5, max=20.0)),
+        "wait": wait_retry_after(wait_exponential(multiplier=0.5, max=20.0) + wait_random(0, 0.5)),
         "reraise": True,
     }
 
     def decorate(fn: Callable[P, R]) -> Callable[P, R]:
         if inspect.iscoroutinefunction(fn):
+
             @functools.wraps(fn)
             async def arun(*args: P.args, **kwargs: P.kwargs) -> Any:
-                async for attempt in AsyncRetrying(**options):
-                    with attempt:
-                        return await fn(*args, **kwargs)
+                token = watching().set(watch := ReservationWatch())
+                try:
+                    async for attempt in AsyncRetrying(**options):
+                        watch.peak = None
+                        with attempt:
+                            return await fn(*args, **kwargs)
+                finally:
+                    watching().reset(token)
                 raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
             return arun  # type: ignore[return-value]
 
         @functools.wraps(fn)
         def run(*args: P.args, **kwargs: P.kwargs) -> R:
-            for attempt in Retrying(**options):
-                with attempt:
-                    return fn(*args, **kwargs)
+            token = watching().set(watch := ReservationWatch())
+            try:
+                for attempt in Retrying(**options):
+                    watch.peak = None  # what this attempt reserves decides whether another fits
+                    with attempt:
+                        return fn(*args, **kwargs)
+            finally:
+                watching().reset(token)
             raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
         return run

@@ -310,9 +310,18 @@ class Budget(Scope):
         if self.shared:
             return self
         return Budget(
-            self.max_usd, self.max_tokens, self.max_requests, name=self.name, on_exceed=self.policy,
-            alerts=self.alerts, on_alert=self.on_alert, assume_output_tokens=self.assume_output_tokens,
-            window=self.window, store=self._store_spec, key=self.key, hold_ttl=self.hold_ttl,
+            self.max_usd,
+            self.max_tokens,
+            self.max_requests,
+            name=self.name,
+            on_exceed=self.policy,
+            alerts=self.alerts,
+            on_alert=self.on_alert,
+            assume_output_tokens=self.assume_output_tokens,
+            window=self.window,
+            store=self._store_spec,
+            key=self.key,
+            hold_ttl=self.hold_ttl,
         )
 
     # -- what a user reads ---------------------------------------------------------------------
@@ -344,8 +353,12 @@ class Budget(Scope):
 
     def __repr__(self) -> str:
         caps = ", ".join(
-            f"{k}={v}" for k, v in
-            (("max_usd", self.max_usd), ("max_tokens", self.max_tokens), ("max_requests", self.max_requests))
+            f"{k}={v}"
+            for k, v in (
+                ("max_usd", self.max_usd),
+                ("max_tokens", self.max_tokens),
+                ("max_requests", self.max_requests),
+            )
             if v is not None
         )
         return f"Budget({caps}, name={self.name!r}, on_exceed={self.policy.name!r})"
@@ -361,7 +374,7 @@ class Budget(Scope):
     def _settle(self, hold: Hold | None, actual: Amount, record: SpendRecord | None) -> None:
         if hold is None:
             # Spend that was not reserved (the usage-only path of an uncapped call).
-            hold = Hold("", self._ledger_key, Amount(), 0.0)
+            hold = Hold("", self._ledger_key, Amount(), 0.0, self.window)
         self._ledger.settle(hold, actual, record)
         self._check_alerts()
 
@@ -410,7 +423,7 @@ def _open_store(store: Ledger | str | None) -> Ledger:
         return MemoryLedger()
     if isinstance(store, Ledger):
         return store
-    from budgetguard._ledger import open_ledger  # type: ignore[attr-defined]
+    from budgetguard._ledger import open_ledger
 
     ledger: Ledger = open_ledger(store)
     return ledger
@@ -476,5 +489,3 @@ class ScopedThreadPoolExecutor(ThreadPoolExecutor):
 
     def submit(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> Any:
         return super().submit(propagate(fn), *args, **kwargs)
-
-

@@ -99,8 +99,10 @@ def configure(
             max_wait=config.defaults.max_wait,
         )
     for model, rates in (prices or {}).items():
-        overrides[model] = rates if isinstance(rates, ModelRates) else ModelRates.from_mapping(
-            rates, where=f"configure(prices={model!r})"
+        overrides[model] = (
+            rates
+            if isinstance(rates, ModelRates)
+            else ModelRates.from_mapping(rates, where=f"configure(prices={model!r})")
         )
     alias_map.update(aliases or {})
     if discount is not None:
@@ -108,16 +110,21 @@ def configure(
     if unknown_model is not None:
         policy_unknown = unknown_model
     if fallback_price is not None:
-        fallback = fallback_price if isinstance(fallback_price, ModelRates) else ModelRates.from_mapping(
-            fallback_price, where="configure(fallback_price=...)"
+        fallback = (
+            fallback_price
+            if isinstance(fallback_price, ModelRates)
+            else ModelRates.from_mapping(fallback_price, where="configure(fallback_price=...)")
         )
     if assume_output_tokens is not None:
         new = replace(new, assume_output_tokens=assume_output_tokens)
     if safety_margin is not None:
         new = replace(new, safety_margin=safety_margin)
     book = PriceBook(
-        overrides=overrides, aliases=alias_map, discount=book_discount,
-        unknown_model=policy_unknown, fallback=fallback,
+        overrides=overrides,
+        aliases=alias_map,
+        discount=book_discount,
+        unknown_model=policy_unknown,
+        fallback=fallback,
     )
     with _lock:
         _settings = replace(new, _book=book)
@@ -145,9 +152,17 @@ def named_budget(name: str, key: str | None = None) -> Budget:
         budget = _named.get((name, key))
         if budget is None:
             budget = Budget(
-                spec.max_usd, spec.max_tokens, spec.max_requests, name=name,
-                on_exceed=spec.on_exceed, max_wait=spec.max_wait, alerts=spec.alerts,
-                window=spec.window, store=_store_uri(spec), key=key, hold_ttl=spec.hold_ttl,
+                spec.max_usd,
+                spec.max_tokens,
+                spec.max_requests,
+                name=name,
+                on_exceed=spec.on_exceed,
+                max_wait=spec.max_wait,
+                alerts=spec.alerts,
+                window=spec.window,
+                store=_store_uri(spec),
+                key=key,
+                hold_ttl=spec.hold_ttl,
                 shared=True,
             )
             _named[(name, key)] = budget
@@ -156,7 +171,7 @@ def named_budget(name: str, key: str | None = None) -> Budget:
 
 def _store_uri(spec: BudgetConfig) -> Any:
     if spec.store.startswith("redis") and spec.fail_open:
-        from budgetguard._ledger import open_ledger  # type: ignore[attr-defined]
+        from budgetguard._ledger import open_ledger
 
         return open_ledger(spec.store, fail_open=True)
     return spec.store

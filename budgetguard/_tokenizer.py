@@ -13,7 +13,6 @@ import base64
 import gzip
 import hashlib
 import threading
-from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -31,8 +30,11 @@ _ENDOFTEXT = "<|endoftext|>"
 _ENDOFPROMPT = "<|endofprompt|>"
 _SPECIAL_TOKENS = {
     "cl100k_base": {
-        _ENDOFTEXT: 100257, "<|fim_prefix|>": 100258, "<|fim_middle|>": 100259,
-        "<|fim_suffix|>": 100260, _ENDOFPROMPT: 100276,
+        _ENDOFTEXT: 100257,
+        "<|fim_prefix|>": 100258,
+        "<|fim_middle|>": 100259,
+        "<|fim_suffix|>": 100260,
+        _ENDOFPROMPT: 100276,
     },
     "o200k_base": {_ENDOFTEXT: 199999, _ENDOFPROMPT: 200018},
 }
@@ -42,30 +44,49 @@ _PATTERNS = {
         r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+"""
         r"""|\s++$|\s*[\r\n]|\s+(?!\S)|\s"""
     ),
-    "o200k_base": "|".join([
-        r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
-        r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
-        r"""\p{N}{1,3}""",
-        r""" ?[^\s\p{L}\p{N}]+[\r\n/]*""",
-        r"""\s*[\r\n]+""",
-        r"""\s+(?!\S)""",
-        r"""\s+""",
-    ]),
+    "o200k_base": "|".join(
+        [
+            r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+            r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+            r"""\p{N}{1,3}""",
+            r""" ?[^\s\p{L}\p{N}]+[\r\n/]*""",
+            r"""\s*[\r\n]+""",
+            r"""\s+(?!\S)""",
+            r"""\s+""",
+        ]
+    ),
 }
 
 # Model-name prefixes, most specific first. Anything unknown falls back to o200k_base (every
 # current OpenAI chat model uses it) and is reported as inexact.
 _PREFIXES: tuple[tuple[str, str], ...] = (
-    ("ft:gpt-4o", "o200k_base"), ("ft:gpt-4.1", "o200k_base"), ("ft:o4", "o200k_base"),
-    ("ft:gpt-4", "cl100k_base"), ("ft:gpt-3.5", "cl100k_base"), ("ft:davinci-002", "cl100k_base"),
+    ("ft:gpt-4o", "o200k_base"),
+    ("ft:gpt-4.1", "o200k_base"),
+    ("ft:o4", "o200k_base"),
+    ("ft:gpt-4", "cl100k_base"),
+    ("ft:gpt-3.5", "cl100k_base"),
+    ("ft:davinci-002", "cl100k_base"),
     ("ft:babbage-002", "cl100k_base"),
-    ("gpt-5", "o200k_base"), ("gpt-4.5", "o200k_base"), ("gpt-4.1", "o200k_base"),
-    ("gpt-4o", "o200k_base"), ("chatgpt-4o", "o200k_base"), ("gpt-image", "o200k_base"),
-    ("gpt-realtime", "o200k_base"), ("gpt-audio", "o200k_base"), ("computer-use", "o200k_base"),
-    ("codex-mini", "o200k_base"), ("o1", "o200k_base"), ("o3", "o200k_base"), ("o4", "o200k_base"),
+    ("gpt-5", "o200k_base"),
+    ("gpt-4.5", "o200k_base"),
+    ("gpt-4.1", "o200k_base"),
+    ("gpt-4o", "o200k_base"),
+    ("chatgpt-4o", "o200k_base"),
+    ("gpt-image", "o200k_base"),
+    ("gpt-realtime", "o200k_base"),
+    ("gpt-audio", "o200k_base"),
+    ("computer-use", "o200k_base"),
+    ("codex-mini", "o200k_base"),
+    ("o1", "o200k_base"),
+    ("o3", "o200k_base"),
+    ("o4", "o200k_base"),
     ("gpt-oss", "o200k_base"),
-    ("gpt-4", "cl100k_base"), ("gpt-3.5", "cl100k_base"), ("gpt-35", "cl100k_base"),
-    ("text-embedding-", "cl100k_base"), ("davinci-002", "cl100k_base"), ("babbage-002", "cl100k_base"),
+    ("gpt-4", "cl100k_base"),
+    ("gpt-3.5", "cl100k_base"),
+    ("gpt-35", "cl100k_base"),
+    ("text-embedding-", "cl100k_base"),
+    ("davinci-002", "cl100k_base"),
+    ("babbage-002", "cl100k_base"),
 )
 DEFAULT_ENCODING = "o200k_base"
 
@@ -98,20 +119,32 @@ def offline_available() -> bool:
         return False
 
 
-@cache
+_encodings: dict[str, tiktoken.Encoding] = {}
+
+
 def get_encoding(name: str) -> tiktoken.Encoding:
     """A cached tiktoken encoding; loaded from the bundled files when they are installed."""
-    with _lock:  # two threads must not both parse a 200k-line vocabulary
-        import tiktoken
+    encoding = _encodings.get(name)
+    if encoding is not None:
+        return encoding
+    with _lock:  # many threads asking at once must not each parse a 200k-line vocabulary
+        encoding = _encodings.get(name)
+        if encoding is None:
+            encoding = _encodings[name] = _load(name)
+        return encoding
 
-        if name in _EXPECTED_SHA256 and offline_available():
-            return tiktoken.Encoding(
-                name=name,
-                pat_str=_PATTERNS[name],
-                mergeable_ranks=_load_bundled_ranks(name),
-                special_tokens=_SPECIAL_TOKENS[name],
-            )
-        return tiktoken.get_encoding(name)
+
+def _load(name: str) -> tiktoken.Encoding:
+    import tiktoken
+
+    if name in _EXPECTED_SHA256 and offline_available():
+        return tiktoken.Encoding(
+            name=name,
+            pat_str=_PATTERNS[name],
+            mergeable_ranks=_load_bundled_ranks(name),
+            special_tokens=_SPECIAL_TOKENS[name],
+        )
+    return tiktoken.get_encoding(name)
 
 
 def _load_bundled_ranks(name: str) -> dict[bytes, int]:

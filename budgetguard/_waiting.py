@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tenacity import RetryCallState, wait_exponential_jitter
+from tenacity import RetryCallState, wait_exponential, wait_random
 
 if TYPE_CHECKING:
     from budgetguard._scopes import Budget
 
 __all__ = ["next_wait"]
 
-_backoff = wait_exponential_jitter(initial=0.01, max=1.0, jitter=0.01)
+_backoff = wait_exponential(multiplier=0.01, max=1.0) + wait_random(0, 0.01)
 
 
 def next_wait(budget: Budget, waited: float, max_wait: float, attempt: int | None = None) -> float:

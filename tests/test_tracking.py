@@ -288,7 +288,7 @@ def test_threads_need_propagate_to_carry_the_scopes(client: Any) -> None:
             list(pool.map(lambda _: work(), range(3)))
             for future in [pool.submit(work) for _ in range(3)]:
                 future.result()
-    assert tracked.usage.requests == 1 + 3
+    assert tracked.usage.requests == 1 + 3 + 3
 
 
 def test_per_model_breakdown_prices_the_model_that_answered(client: Any, sim: Simulator) -> None:
@@ -357,6 +357,9 @@ def test_import_budgetguard_loads_neither_tiktoken_nor_genai_prices() -> None:
     import subprocess
     import sys
 
-    code = "import sys, budgetguard; print(sorted(m for m in ('tiktoken', 'genai_prices', 'openai') if m in sys.modules))"
+    code = (
+        "import sys, budgetguard; "
+        "print(sorted(m for m in ('tiktoken', 'genai_prices', 'openai') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -17,6 +17,7 @@ from typing import Literal, Protocol
 from budgetguard._usage import Usage
 
 __all__ = [
+    "DONE_GRACE",
     "PICOS_PER_USD",
     "Amount",
     "Hold",
@@ -32,6 +33,8 @@ __all__ = [
 ]
 
 PICOS_PER_USD = 10**12
+#: Seconds a settled or released hold id is remembered, so a repeated settle is not counted twice.
+DONE_GRACE = 120.0
 LimitKind = Literal["usd", "tokens", "requests"]
 _KINDS: tuple[LimitKind, ...] = ("usd", "tokens", "requests")
 
@@ -96,7 +99,30 @@ class Limits:
 
 
 class Window(Protocol):
-    """Which spend counts against a cap at a given moment (see ``budgetguard._windows``)."""
+    """Which spend counts against a cap at a given moment (see ``budgetguard._windows``).
+
+    Ledgers keep settled spend in integer *buckets* of a window (a calendar window is one bucket
+    per day, month, ...; a rolling window has a few dozen), so every backend counts exactly the
+    same spend and a reserve sums a bounded number of counters however many calls were made.
+    """
+
+    @property
+    def key(self) -> str:
+        """Stable text naming the window (same in every process): it names the stored counters."""
+        ...
+
+    @property
+    def retention(self) -> float:
+        """Seconds after which spend settled now can no longer count in any span."""
+        ...
+
+    def bucket(self, at: float) -> int:
+        """The bucket that spend settled at ``at`` is added to."""
+        ...
+
+    def buckets(self, now: float) -> range:
+        """The buckets whose spend counts at ``now``."""
+        ...
 
     def span(self, now: float) -> tuple[float, float]:
         """``[start, end)`` in epoch seconds: spend settled in it counts at ``now``."""
@@ -111,6 +137,8 @@ class Hold:
     budget: str
     amount: Amount
     expires_at: float
+    #: The window the hold was reserved against: ``settle`` adds the spend to its bucket.
+    window: Window | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +160,12 @@ class Snapshot:
 
 @dataclass(frozen=True, slots=True)
 class SpendRecord:
-    """One settled call as a budget saw it. Persistent ledgers keep these for reports."""
+    """One settled call as a budget saw it. Persistent ledgers keep these for reports.
+
+    ``budget`` is the budget's name and ``key`` its key (keyed budgets); ``time`` is when the call
+    was settled; ledgers store it with their own clock's reading at settle time, the moment that
+    decides which window the spend counts in.
+    """
 
     time: float
     budget: str
@@ -156,6 +189,14 @@ class Ledger(ABC):
     replaces a hold with what was actually spent (it never refuses: the truth is recorded even
     when it is over the cap) and ``release`` drops a hold. Holds expire after their TTL so a
     crashed process cannot pin a budget forever.
+
+    Settling or releasing a hold twice is harmless: the ledger remembers a finished hold's id
+    for ``DONE_GRACE`` seconds (or until the hold would have expired, if later) and ignores a
+    repeat. A hold the ledger no longer knows (it expired first) is still settled: the spend is
+    real, so it is counted. Spend is added to the total and to the bucket of the hold's window
+    that contains the ledger's clock at settle time; a record passed to ``settle`` is stored
+    with that time. Spend that had no reservation is settled with a hold whose id is empty,
+    ``Hold("", budget, Amount(), 0.0, window)``: each such settle counts.
     """
 
     #: Seconds since the epoch; injectable so window roll-over can be tested.

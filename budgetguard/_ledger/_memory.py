@@ -1,20 +1,23 @@
 """In-process ledger: the default for budgets that live as long as a ``with`` block.
 
-One lock per ledger; operations are a few dict updates. Spend in windows is kept as
-(time, amount) entries pruned as the window moves, so memory is bounded by the window,
-not by the number of calls. No records are kept unless asked (``keep_records``), and then
+One lock per ledger; operations are a few dict updates. Windowed spend is kept in the window's
+buckets (see ``budgetguard._windows``), pruned as the window moves, so memory is bounded by the
+window, not by the number of calls. No records are kept unless asked (``keep_records``), and then
 only the newest ``keep_records`` of them.
 """
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 
 from budgetguard._ledger._base import (
+    DONE_GRACE,
     Amount,
     Hold,
     Ledger,
@@ -28,18 +31,24 @@ from budgetguard._ledger._base import (
 
 __all__ = ["MemoryLedger"]
 
+_ZERO = Amount()
+
 
 class _Account:
-    __slots__ = ("entries", "holds", "reserved", "total")
+    __slots__ = ("counters", "done", "expiry", "holds", "reserved", "total")
 
     def __init__(self) -> None:
-        self.total = Amount()  # spend ever settled (used when the budget has no window)
-        self.entries: deque[tuple[float, Amount]] = deque()  # settled spend by time, for windows
+        self.total = _ZERO  # spend ever settled (used when the budget has no window)
+        self.counters: dict[str, dict[int, Amount]] = {}  # window key -> bucket -> spend
         self.holds: dict[str, Hold] = {}
-        self.reserved = Amount()
+        self.reserved = _ZERO
+        self.done: dict[str, float] = {}  # finished hold id -> until when it is remembered
+        self.expiry: list[tuple[float, str]] = []  # heap of (time, id) for holds and done ids
 
 
 class MemoryLedger(Ledger):
+    """A ledger in this process's memory; thread-safe, gone when the process ends."""
+
     def __init__(self, *, clock: Callable[[], float] = time.time, keep_records: int = 0) -> None:
         self.clock = clock
         self._lock = threading.Lock()
@@ -47,7 +56,6 @@ class MemoryLedger(Ledger):
         self._ids = itertools.count(1)
         self._records: deque[SpendRecord] = deque(maxlen=keep_records or None)
         self._keep_records = keep_records > 0
-        self._windowed: set[str] = set()
 
     def _account(self, budget: str) -> _Account:
         account = self._accounts.get(budget)
@@ -55,24 +63,31 @@ class MemoryLedger(Ledger):
             account = self._accounts[budget] = _Account()
         return account
 
-    def _spent(self, account: _Account, window: Window | None, now: float) -> Amount:
+    @staticmethod
+    def _spent(account: _Account, window: Window | None, now: float) -> Amount:
         if window is None:
             return account.total
-        start, end = window.span(now)
-        entries = account.entries
-        while entries and entries[0][0] < start:  # older spend can never count again
-            entries.popleft()
-        spent = Amount()
-        for at, amount in entries:
-            if at < end:
+        counters = account.counters.get(window.key)
+        if not counters:
+            return _ZERO
+        live = window.buckets(now)
+        spent = _ZERO
+        for bucket, amount in counters.items():
+            if bucket in live:
                 spent = spent + amount
         return spent
 
-    def _expire(self, account: _Account, now: float) -> None:
-        expired = [h for h in account.holds.values() if h.expires_at <= now]
-        for hold in expired:
-            del account.holds[hold.id]
-            account.reserved = account.reserved - hold.amount
+    @staticmethod
+    def _expire(account: _Account, now: float) -> None:
+        heap = account.expiry
+        while heap and heap[0][0] <= now:
+            until, hold_id = heapq.heappop(heap)
+            hold = account.holds.get(hold_id)
+            if hold is not None and hold.expires_at == until:
+                del account.holds[hold_id]
+                account.reserved = account.reserved - hold.amount
+            elif account.done.get(hold_id) == until:
+                del account.done[hold_id]
 
     def reserve(
         self, budget: str, amount: Amount, limits: Limits, window: Window | None, *, ttl: float = 600.0
@@ -81,45 +96,63 @@ class MemoryLedger(Ledger):
         with self._lock:
             now = self.clock()
             account = self._account(budget)
-            if window is not None:
-                self._windowed.add(budget)
-            if account.holds:
-                self._expire(account, now)
-            spent = self._spent(account, window, now) if not limits.unlimited else Amount()
+            self._expire(account, now)
+            spent = self._spent(account, window, now) if not limits.unlimited else _ZERO
             kind = limits.first_exceeded(spent + account.reserved, amount)
             if kind is not None:
                 return Refused(kind, limits.get(kind) or 0, spent, account.reserved, amount)
-            hold = Hold(f"m{next(self._ids)}", budget, amount, now + ttl)
+            hold = Hold(f"m{next(self._ids)}", budget, amount, now + ttl, window)
             account.holds[hold.id] = hold
             account.reserved = account.reserved + amount
+            heapq.heappush(account.expiry, (hold.expires_at, hold.id))
             return hold
 
-    def _drop(self, account: _Account, hold: Hold) -> bool:
-        if account.holds.pop(hold.id, None) is None:
-            return False  # expired or already settled: never subtract twice
-        account.reserved = account.reserved - hold.amount
+    def _finish(self, account: _Account, hold: Hold, now: float) -> bool:
+        """Drop a hold and remember it is finished; False if it was already finished."""
+        if not hold.id:
+            return True  # spend charged without a reservation: every such settle counts
+        if hold.id in account.done:
+            return False
+        live = account.holds.pop(hold.id, None)
+        if live is not None:
+            account.reserved = account.reserved - live.amount
+        until = max(hold.expires_at, now + DONE_GRACE)
+        account.done[hold.id] = until
+        heapq.heappush(account.expiry, (until, hold.id))
         return True
 
     def settle(self, hold: Hold, actual: Amount, record: SpendRecord | None = None) -> None:
         with self._lock:
+            now = self.clock()
             account = self._account(hold.budget)
-            self._drop(account, hold)
+            self._expire(account, now)
+            if not self._finish(account, hold, now):
+                return
             account.total = account.total + actual
-            if hold.budget in self._windowed:
-                account.entries.append((self.clock(), actual))
+            window = hold.window
+            if window is not None:
+                counters = account.counters.setdefault(window.key, {})
+                bucket = window.bucket(now)
+                if bucket not in counters:
+                    oldest = window.buckets(now).start  # buckets before it can never count again
+                    for stale in [b for b in counters if b < oldest]:
+                        del counters[stale]
+                counters[bucket] = counters.get(bucket, _ZERO) + actual
             if record is not None and self._keep_records:
-                self._records.append(record)
+                self._records.append(replace(record, time=now))
 
     def release(self, hold: Hold) -> None:
         with self._lock:
-            self._drop(self._account(hold.budget), hold)
+            now = self.clock()
+            account = self._account(hold.budget)
+            self._expire(account, now)
+            self._finish(account, hold, now)
 
     def snapshot(self, budget: str, window: Window | None) -> Snapshot:
         with self._lock:
             now = self.clock()
             account = self._account(budget)
-            if account.holds:
-                self._expire(account, now)
+            self._expire(account, now)
             return Snapshot(self._spent(account, window, now), account.reserved)
 
     def records(
@@ -127,7 +160,8 @@ class MemoryLedger(Ledger):
     ) -> list[SpendRecord]:
         with self._lock:
             return [
-                r for r in self._records
+                r
+                for r in self._records
                 if (budget is None or r.budget == budget)
                 and (since is None or r.time >= since)
                 and (until is None or r.time < until)

@@ -1,0 +1,111 @@
+"""Pre-flight prompt-token counting: what a request body will be billed, before it is sent.
+
+``count_request(endpoint, body)`` counts the prompt tokens of a JSON request body exactly as
+it would be sent to ``chat.completions``, ``responses``, ``completions`` or ``embeddings``,
+with tiktoken and the model's prompt format (message framing, tool definitions, images,
+response formats). ``count_text(model, text)`` counts plain text (streamed output).
+
+Counting is offline (the vocabularies come from the ``offline`` extra when installed) and
+cached per model, so it is cheap enough to run on every API call.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from budgetguard._errors import EstimateError
+from budgetguard._estimate._body import json_type, opt_int
+from budgetguard._estimate._chat import count_chat
+from budgetguard._estimate._legacy import count_completions, count_embeddings, prompt_count
+from budgetguard._estimate._models import Profile, profile_for
+from budgetguard._estimate._responses import count_responses
+from budgetguard._estimate._result import Tally, TokenEstimate
+
+__all__ = ["DEFAULT_SAFETY_MARGIN", "ENDPOINTS", "TokenEstimate", "count_request", "count_text"]
+
+ENDPOINTS = ("chat.completions", "responses", "completions", "embeddings")
+
+#: The safety margin ``m`` of the upper bound: ``ceil(prompt * (1 + m)) + ceil(m * 160)``.
+#: Calibrated on real recordings: no self-contained request billed more than its upper bound.
+DEFAULT_SAFETY_MARGIN = 0.05
+# The margin also scales a fixed headroom (8 tokens at the default): the rules' residual error
+# is a few tokens whatever the size, which a relative margin alone misses on small prompts.
+_FIXED_HEADROOM = 160
+# The legacy completions API writes 16 tokens when a request sets no max_tokens.
+_COMPLETIONS_DEFAULT_MAX_TOKENS = 16
+
+_COUNTERS: dict[str, Callable[[Mapping[str, Any], Profile, Tally], None]] = {
+    "chat.completions": count_chat,
+    "responses": count_responses,
+    "completions": count_completions,
+    "embeddings": count_embeddings,
+}
+
+
+def count_request(
+    endpoint: str, body: Mapping[str, Any], *, safety_margin: float | None = None
+) -> TokenEstimate:
+    """Count the prompt tokens ``body`` will be billed on ``endpoint``.
+
+    Raises ``EstimateError`` (naming the JSON path) when the body is malformed for the
+    endpoint. Content the estimator does not know is counted on a best-effort basis and
+    makes the estimate inexact rather than failing.
+    """
+    counter = _COUNTERS.get(endpoint)
+    if counter is None:
+        raise EstimateError(f"unknown endpoint {endpoint!r}: expected one of {', '.join(ENDPOINTS)}")
+    if not isinstance(body, Mapping):
+        raise EstimateError(f"{endpoint} body: expected a JSON object, got {json_type(body)}")
+    model = body.get("model")
+    if model is None:
+        raise EstimateError(f"model: required for {endpoint}, missing")
+    if not isinstance(model, str) or not model:
+        raise EstimateError(f"model: expected a non-empty string, got {json_type(model)}")
+    margin = DEFAULT_SAFETY_MARGIN if safety_margin is None else safety_margin
+    if not 0 <= margin < math.inf:  # also rejects NaN
+        raise ValueError(f"safety_margin must be a non-negative fraction, got {safety_margin!r}")
+
+    profile = profile_for(model)
+    tally = Tally()
+    for assumption in profile.assumptions:
+        tally.note(assumption)
+    if not profile.known:
+        tally.exact = False
+    counter(body, profile, tally)
+    prompt = tally.tokens
+    # Rounded first so float noise (100 * 1.05 = 105.00000000000001) cannot add a token.
+    upper = math.ceil(round(prompt * (1 + margin), 6)) + math.ceil(round(margin * _FIXED_HEADROOM, 6))
+    return TokenEstimate(
+        endpoint=endpoint,
+        model=model,
+        prompt_tokens=prompt,
+        prompt_tokens_upper=upper + tally.allowance,
+        max_output_tokens=_output_cap(endpoint, body),
+        exact=tally.exact,
+        reasons=tuple(tally.reasons),
+        image_tokens=tally.image_tokens,
+    )
+
+
+def count_text(model: str, text: str) -> int:
+    """Plain tokens of ``text`` in ``model``'s encoding (no message framing)."""
+    return profile_for(model).count(text)
+
+
+def _output_cap(endpoint: str, body: Mapping[str, Any]) -> int | None:
+    """The most output tokens the request can be billed, from its own cap."""
+    if endpoint == "embeddings":
+        return 0
+    if endpoint == "responses":
+        return opt_int(body, "max_output_tokens", "")
+    n = opt_int(body, "n", "") or 1
+    if endpoint == "chat.completions":
+        cap = opt_int(body, "max_completion_tokens", "")
+        if cap is None:
+            cap = opt_int(body, "max_tokens", "")
+        return None if cap is None else cap * n
+    cap = opt_int(body, "max_tokens", "")
+    choices = max(n, opt_int(body, "best_of", "") or 1) * prompt_count(body)
+    return (_COMPLETIONS_DEFAULT_MAX_TOKENS if cap is None else cap) * choices

@@ -1,0 +1,262 @@
+"""Chat Completions bodies: messages, names, tool definitions and calls, images, response formats.
+
+Each message costs its framing (3 tokens; 4 for gpt-3.5-turbo-0301) plus its role and
+content; a name adds itself and one token. The reply primer adds 3 (2 for reasoning models).
+Tool definitions and a ``json_schema`` response format are system sections: they extend the
+first system/developer message, or form one of their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from budgetguard._estimate._body import (
+    at,
+    fail,
+    json_type,
+    need_list,
+    need_mapping,
+    need_str,
+    opt_list,
+    opt_mapping,
+    opt_str,
+)
+from budgetguard._estimate._models import Profile
+from budgetguard._estimate._parts import add_audio, add_file, add_image
+from budgetguard._estimate._result import Tally
+from budgetguard._estimate._sections import chat_sections_cost, format_section
+from budgetguard._estimate._server import add_builtin_tool
+from budgetguard._estimate._tools import (
+    FunctionDef,
+    call_header,
+    check_tool_choice,
+    compact_arguments,
+    function_def,
+    parallel_call_body,
+    render_functions,
+    result_header,
+)
+from budgetguard._estimate._unknown import unknown_json
+
+__all__ = ["count_chat"]
+
+_SYSTEM_ROLES = ("system", "developer")
+
+
+def count_chat(body: Mapping[str, Any], profile: Profile, tally: Tally) -> None:
+    """Add the prompt tokens of a Chat Completions body to ``tally``."""
+    messages = body.get("messages")
+    if messages is None:
+        fail("messages", "required for chat.completions, missing")
+    messages = need_list(messages, "messages")
+    if not messages:
+        fail("messages", "must contain at least one message")
+
+    defs = _function_defs(body, tally)
+    check_tool_choice(body.get("tool_choice"), "tool_choice")
+    check_tool_choice(body.get("function_call"), "function_call")
+    tools = render_functions(defs) if defs else None
+    fmt = _response_format(body)
+
+    call_names: dict[str, str] = {}
+    total = profile.reply_priming + profile.hidden_prompt
+    host: str | None = None  # the first system text: tool and format sections extend it
+    for index, raw in enumerate(messages):
+        path = at("messages", index)
+        message = need_mapping(raw, path)
+        role = message.get("role")
+        if role is None:
+            fail(at(path, "role"), "every message needs a role")
+        role = need_str(role, at(path, "role"))
+        if host is None and role in _SYSTEM_ROLES:
+            host = _plain_text(message.get("content"))
+        total += _message(message, role, path, profile, tally, call_names)
+    if tools or fmt:
+        total += chat_sections_cost(profile, host, tools, fmt)
+    if body.get("web_search_options") is not None:  # search-preview models search first
+        add_builtin_tool(tally, "web_search", "web_search_options")
+    tally.tokens += total
+
+
+def _plain_text(content: object) -> str | None:
+    """The text of a system message (string or text parts), if it is all text."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list) and content:
+        texts = [p.get("text") for p in content if isinstance(p, Mapping) and p.get("type") == "text"]
+        if len(texts) == len(content) and all(isinstance(t, str) for t in texts):
+            return "".join(str(t) for t in texts)
+    return None
+
+
+def _function_defs(body: Mapping[str, Any], tally: Tally) -> list[FunctionDef]:
+    defs: list[FunctionDef] = []
+    tools = opt_list(body, "tools", "")
+    for index, raw in enumerate(tools or ()):
+        path = at("tools", index)
+        tool = need_mapping(raw, path)
+        kind = tool.get("type", "function")
+        if kind == "function":
+            spec = tool.get("function")
+            if spec is None:
+                fail(at(path, "function"), "a function tool needs a 'function' object")
+            defs.append(function_def(need_mapping(spec, at(path, "function")), at(path, "function")))
+        elif kind == "custom":
+            spec = need_mapping(tool.get("custom"), at(path, "custom"))
+            defs.append(
+                FunctionDef(
+                    need_str(spec.get("name"), at(path, "custom.name")),
+                    opt_str(spec, "description", at(path, "custom")) or "",
+                    None,
+                )
+            )
+            tally.note(f"{path}: custom tool counted as a function without parameters")
+        else:
+            defs.append(
+                FunctionDef(str(kind), unknown_json(tool, tally, f"{path}: tool type {kind!r}"), None)
+            )
+    for index, raw in enumerate(opt_list(body, "functions", "") or ()):
+        path = at("functions", index)
+        defs.append(function_def(need_mapping(raw, path), path))
+    return defs
+
+
+def _response_format(body: Mapping[str, Any]) -> str | None:
+    fmt = opt_mapping(body, "response_format", "")
+    if fmt is None or fmt.get("type") != "json_schema":
+        return None
+    spec = fmt.get("json_schema")
+    if spec is None:
+        fail("response_format.json_schema", "required when type is 'json_schema', missing")
+    spec = need_mapping(spec, "response_format.json_schema")
+    name = opt_str(spec, "name", "response_format.json_schema") or "response"
+    return format_section(name, spec.get("schema", {}))
+
+
+def _message(
+    message: Mapping[str, Any],
+    role: str,
+    path: str,
+    profile: Profile,
+    tally: Tally,
+    call_names: dict[str, str],
+) -> int:
+    count = profile.count
+    per_message = profile.tokens_per_message
+    content = message.get("content")
+    tokens = 0
+
+    if role in ("tool", "function"):
+        if role == "tool":
+            call_id = opt_str(message, "tool_call_id", path)
+            name = call_names.get(call_id) if call_id else None
+        else:
+            name = opt_str(message, "name", path)
+        return (
+            per_message + count(result_header(name)) + _content(content, at(path, "content"), profile, tally)
+        )
+
+    calls = _calls(message, path, tally)
+    for call_id, name, _ in calls:
+        if call_id:
+            call_names[call_id] = name
+    has_text = content is not None and content != "" and content != []
+    if has_text or not calls:
+        tokens += per_message + count(role) + _content(content, at(path, "content"), profile, tally)
+        name = opt_str(message, "name", path)
+        if name:
+            tokens += count(name) + profile.tokens_per_name
+        refusal = opt_str(message, "refusal", path)  # an earlier refusal is part of the turn's text
+        if refusal:
+            tokens += count(refusal)
+    if len(calls) > 1 and profile.dialect == "chatml":
+        body = parallel_call_body([(name, args) for _, name, args in calls])
+        tokens += per_message + count("assistant to=multi_tool_use.parallel") + count(body)
+    else:
+        for _, name, args in calls:
+            tokens += per_message + count(call_header(name)) + count(compact_arguments(args))
+    if message.get("audio") is not None:
+        tally.inexact(f"{at(path, 'audio')}: a previous audio response is referenced by id")
+    return tokens
+
+
+def _calls(message: Mapping[str, Any], path: str, tally: Tally) -> list[tuple[str, str, str]]:
+    """``(id, name, arguments)`` of an assistant message's tool calls (and legacy function_call)."""
+    calls: list[tuple[str, str, str]] = []
+    for index, raw in enumerate(opt_list(message, "tool_calls", path) or ()):
+        cpath = at(at(path, "tool_calls"), index)
+        call = need_mapping(raw, cpath)
+        call_id = opt_str(call, "id", cpath) or ""
+        kind = call.get("type", "function")
+        if kind == "function":
+            fn = call.get("function")
+            if fn is None:
+                fail(at(cpath, "function"), "a tool call needs a 'function' object")
+            fpath = at(cpath, "function")
+            fn = need_mapping(fn, fpath)
+            calls.append(
+                (call_id, need_str(fn.get("name"), at(fpath, "name")), opt_str(fn, "arguments", fpath) or "")
+            )
+        elif kind == "custom":
+            spec = need_mapping(call.get("custom"), at(cpath, "custom"))
+            spath = at(cpath, "custom")
+            calls.append(
+                (call_id, need_str(spec.get("name"), at(spath, "name")), opt_str(spec, "input", spath) or "")
+            )
+        else:
+            calls.append((call_id, str(kind), unknown_json(call, tally, f"{cpath}: tool call type {kind!r}")))
+    legacy = opt_mapping(message, "function_call", path)
+    if legacy is not None:
+        fpath = at(path, "function_call")
+        calls.append(
+            ("", need_str(legacy.get("name"), at(fpath, "name")), opt_str(legacy, "arguments", fpath) or "")
+        )
+    return calls
+
+
+def _content(content: object, path: str, profile: Profile, tally: Tally) -> int:
+    """Tokens of a message's content: a string, or an array of content parts."""
+    if content is None:
+        return 0
+    if isinstance(content, str):
+        return profile.count(content)
+    parts = need_list(content, path)
+    count = profile.count
+    tokens = 0
+    for index, raw in enumerate(parts):
+        ppath = at(path, index)
+        if isinstance(raw, str):  # some SDKs send bare strings as parts
+            tokens += count(raw)
+            continue
+        part = need_mapping(raw, ppath)
+        kind = part.get("type")
+        if kind == "text":
+            tokens += count(need_str(part.get("text"), at(ppath, "text")))
+        elif kind == "refusal":
+            tokens += count(need_str(part.get("refusal"), at(ppath, "refusal")))
+        elif kind == "image_url":
+            image = part.get("image_url")
+            ipath = at(ppath, "image_url")
+            if isinstance(image, str):
+                url, detail = image, None
+            else:
+                spec = need_mapping(image, ipath)
+                url = need_str(spec.get("url"), at(ipath, "url"))
+                detail = opt_str(spec, "detail", ipath)
+            add_image(tally, profile, url, detail)
+        elif kind == "input_audio":
+            audio = need_mapping(part.get("input_audio"), at(ppath, "input_audio"))
+            add_audio(tally, opt_str(audio, "data", at(ppath, "input_audio")), f"{ppath} (audio)")
+        elif kind == "file":
+            spec = need_mapping(part.get("file"), at(ppath, "file"))
+            fpath = at(ppath, "file")
+            add_file(tally, opt_str(spec, "file_data", fpath), f"{ppath} (file)")
+            filename = opt_str(spec, "filename", fpath)
+            if filename:
+                tokens += count(filename)
+        elif isinstance(kind, str):
+            tokens += count(unknown_json(part, tally, f"{ppath}: content part type {kind!r}"))
+        else:
+            fail(at(ppath, "type"), f"expected a content part type string, got {json_type(kind)}")
+    return tokens

@@ -1,0 +1,57 @@
+"""The estimate a request produces, and the tally the endpoint counters fill in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Tally", "TokenEstimate"]
+
+
+@dataclass(frozen=True, slots=True)
+class TokenEstimate:
+    """Prompt tokens a request will be billed for, counted from its body before it is sent.
+
+    ``prompt_tokens`` is the best estimate of the billed prompt (input) tokens;
+    ``prompt_tokens_upper`` applies the safety margin plus a worst-case allowance for parts
+    the body does not pin down (remote images of unknown size, built-in tools), and is what
+    budgets reserve. ``max_output_tokens`` is the request's own output cap as billed (times
+    ``n``/``best_of``), 0 for embeddings, ``None`` when the request sets none. ``exact`` is
+    False when the body hides context the server adds (``previous_response_id``,
+    conversations, files by id, built-in tools, audio, encrypted reasoning, unknown models);
+    ``reasons`` says why, and lists assumptions made. ``image_tokens`` is the part of
+    ``prompt_tokens`` due to images.
+    """
+
+    endpoint: str
+    model: str
+    prompt_tokens: int
+    prompt_tokens_upper: int
+    max_output_tokens: int | None
+    exact: bool
+    reasons: tuple[str, ...]
+    image_tokens: int = 0
+
+
+class Tally:
+    """Mutable accumulator the endpoint counters add to; frozen into a ``TokenEstimate``."""
+
+    __slots__ = ("allowance", "exact", "image_tokens", "reasons", "tokens")
+
+    def __init__(self) -> None:
+        self.tokens = 0
+        self.image_tokens = 0
+        self.exact = True
+        self.reasons: list[str] = []
+        #: Extra tokens only the upper bound reserves (worst case of what is unknown).
+        self.allowance = 0
+
+    def inexact(self, reason: str, allowance: int = 0) -> None:
+        """The server adds context the body does not show: say why, widen the upper bound."""
+        self.exact = False
+        self.allowance += allowance
+        self.note(reason)
+
+    def note(self, reason: str) -> None:
+        """Record an assumption (or why not exact) once."""
+        if reason not in self.reasons:
+            self.reasons.append(reason)

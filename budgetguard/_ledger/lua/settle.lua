@@ -1,0 +1,54 @@
+-- Replace a hold with what was actually spent, atomically (budgetguard RedisLedger).
+--
+-- KEYS[1] holds, KEYS[2] expiry, KEYS[3] reserved (as in reserve.lua)
+-- KEYS[4] the budget's all-time spend counter (hash p, t, r)
+-- KEYS[5] the spend counter of the window bucket settled into, or '' for none
+-- KEYS[6] the records stream, or '' when there is no record
+-- ARGV: hold id, remember-until, picos, tokens, requests, bucket TTL seconds, stream cap,
+--       then the record's field/value pairs
+--
+-- Returns 1 when settled, 0 when the hold was already settled or released (a repeat is ignored).
+-- A hold that is no longer known (it expired) is settled all the same: the spend is real.
+
+-- Integers stay strings end to end so Redis adds them exactly (64-bit), not as Lua doubles.
+local function negate(n)
+  if n == '0' then return '0' end
+  return '-' .. n
+end
+
+local holds, expiry, reserved = KEYS[1], KEYS[2], KEYS[3]
+local id = ARGV[1]
+
+-- An empty id is spend charged without a reservation: every such settle counts.
+if id ~= '' then
+  local held = redis.call('HGET', holds, id)
+  if held == 'done' then
+    return 0
+  end
+  if held then
+    local p, t, r = string.match(held, '^(%S+) (%S+) (%S+)$')
+    redis.call('HINCRBY', reserved, 'p', negate(p))
+    redis.call('HINCRBY', reserved, 't', negate(t))
+    redis.call('HINCRBY', reserved, 'r', negate(r))
+  end
+  redis.call('HSET', holds, id, 'done')
+  redis.call('ZADD', expiry, ARGV[2], id)
+end
+
+redis.call('HINCRBY', KEYS[4], 'p', ARGV[3])
+redis.call('HINCRBY', KEYS[4], 't', ARGV[4])
+redis.call('HINCRBY', KEYS[4], 'r', ARGV[5])
+if KEYS[5] ~= '' then
+  redis.call('HINCRBY', KEYS[5], 'p', ARGV[3])
+  redis.call('HINCRBY', KEYS[5], 't', ARGV[4])
+  redis.call('HINCRBY', KEYS[5], 'r', ARGV[5])
+  redis.call('EXPIRE', KEYS[5], ARGV[6])
+end
+if KEYS[6] ~= '' then
+  local fields = {}
+  for i = 8, #ARGV do
+    table.insert(fields, ARGV[i])
+  end
+  redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[7], '*', unpack(fields))
+end
+return 1

@@ -1,0 +1,156 @@
+"""Spend reports from ledger records: per budget, key, model and day, as a table, JSON or CSV.
+
+Sums are exact: costs add as ``Decimal`` and are printed in plain notation (never a float, never
+an exponent). Days and months are calendar dates in the report's time zone.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal
+
+from budgetguard._ledger import SpendRecord
+from budgetguard._windows import load_zone
+
+__all__ = ["GROUP_FIELDS", "ReportFormat", "render_report"]
+
+ReportFormat = Literal["table", "json", "csv"]
+GROUP_FIELDS = ("budget", "key", "model", "day", "month", "scope", "endpoint")
+_METRICS = (
+    "calls", "requests", "prompt_tokens", "completion_tokens", "total_tokens", "estimated", "reserved_usd",
+    "cost_usd",
+)  # fmt: skip
+
+
+@dataclass(slots=True)
+class _Row:
+    calls: int = 0
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    estimated: int = 0
+    reserved_usd: Decimal = field(default_factory=Decimal)
+    cost_usd: Decimal = field(default_factory=Decimal)
+
+    def add(self, record: SpendRecord) -> None:
+        self.calls += 1
+        self.requests += record.usage.requests
+        self.prompt_tokens += record.usage.prompt_tokens
+        self.completion_tokens += record.usage.completion_tokens
+        self.estimated += 1 if record.estimated else 0
+        self.reserved_usd += record.reserved_usd
+        self.cost_usd += record.usage.cost_usd
+
+    def metrics(self) -> dict[str, int | Decimal]:
+        total_tokens = self.prompt_tokens + self.completion_tokens
+        return {
+            "calls": self.calls, "requests": self.requests, "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens, "total_tokens": total_tokens,
+            "estimated": self.estimated, "reserved_usd": self.reserved_usd, "cost_usd": self.cost_usd,
+        }  # fmt: skip
+
+
+def _plain(amount: Decimal) -> str:
+    text = format(amount, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text or "0"
+
+
+def render_report(
+    records: Sequence[SpendRecord],
+    *,
+    group_by: Sequence[str] = ("budget", "key", "model", "day"),
+    fmt: ReportFormat = "table",
+    tz: str = "UTC",
+) -> str:
+    """Spend grouped by ``group_by`` (any of ``GROUP_FIELDS``), one row per group, sorted.
+
+    ``calls`` counts records, ``estimated`` the records whose usage was estimated,
+    ``reserved_usd`` what was reserved for them and ``cost_usd`` what they cost. The table ends
+    with a total line; JSON has ``rows`` and ``total`` (money as strings); CSV has rows only.
+    """
+    unknown = [name for name in group_by if name not in GROUP_FIELDS]
+    if unknown:
+        raise ValueError(f"cannot group a report by {unknown[0]!r}; choose from {', '.join(GROUP_FIELDS)}")
+    if fmt not in ("table", "json", "csv"):
+        raise ValueError(f"unknown report format {fmt!r}; choose table, json or csv")
+    zone = load_zone(tz)
+
+    def day(record: SpendRecord) -> str:
+        return datetime.fromtimestamp(record.time, zone).strftime("%Y-%m-%d")
+
+    extract: dict[str, Callable[[SpendRecord], str | None]] = {
+        "budget": lambda r: r.budget,
+        "key": lambda r: r.key,
+        "model": lambda r: r.model,
+        "day": day,
+        "month": lambda r: day(r)[:7],
+        "scope": lambda r: r.scope_path,
+        "endpoint": lambda r: r.endpoint,
+    }
+    groups: dict[tuple[str | None, ...], _Row] = {}
+    total = _Row()
+    for record in records:
+        group = tuple(extract[name](record) for name in group_by)
+        row = groups.get(group)
+        if row is None:
+            row = groups[group] = _Row()
+        row.add(record)
+        total.add(record)
+    ordered = sorted(groups.items(), key=lambda item: tuple((v is not None, v or "") for v in item[0]))
+
+    if fmt == "json":
+        rows = [
+            {**dict(zip(group_by, group, strict=True)), **_jsonable(row.metrics())} for group, row in ordered
+        ]
+        return json.dumps(
+            {"group_by": list(group_by), "timezone": tz, "rows": rows, "total": _jsonable(total.metrics())},
+            indent=2,
+            ensure_ascii=False,
+        )
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow([*group_by, *_METRICS])
+        for group, row in ordered:
+            writer.writerow([*("" if v is None else v for v in group), *_cells(row.metrics())])
+        return out.getvalue()
+    return _table(group_by, ordered, total)
+
+
+def _jsonable(metrics: dict[str, int | Decimal]) -> dict[str, int | str]:
+    return {name: _plain(value) if isinstance(value, Decimal) else value for name, value in metrics.items()}
+
+
+def _cells(metrics: dict[str, int | Decimal]) -> list[str]:
+    return [_plain(value) if isinstance(value, Decimal) else str(value) for value in metrics.values()]
+
+
+def _table(group_by: Sequence[str], ordered: list[tuple[tuple[str | None, ...], _Row]], total: _Row) -> str:
+    if not ordered:
+        return "no spend recorded\n"
+    header = [*group_by, *_METRICS]
+    lines = [[*("-" if v is None else v for v in group), *_cells(row.metrics())] for group, row in ordered]
+    footer = (
+        ["TOTAL", *([""] * (len(group_by) - 1)), *_cells(total.metrics())]
+        if group_by
+        else [*_cells(total.metrics())]
+    )
+    widths = [max(len(row[i]) for row in [header, *lines, footer]) for i in range(len(header))]
+    numeric = len(group_by)
+
+    def render(cells: list[str]) -> str:
+        parts = [
+            cell.rjust(widths[i]) if i >= numeric else cell.ljust(widths[i]) for i, cell in enumerate(cells)
+        ]
+        return "  ".join(parts).rstrip()
+
+    rule = "  ".join("-" * width for width in widths)
+    return "\n".join([render(header), rule, *map(render, lines), rule, render(footer)]) + "\n"
