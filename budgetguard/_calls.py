@@ -82,8 +82,11 @@ _TERMINAL_RESPONSE_EVENTS = ("response.completed", "response.incomplete", "respo
 class MeteredCall:
     """The state of one logical request (all its SDK retries) inside one or more scopes."""
 
-    def __init__(self, endpoint: str, body: Mapping[str, Any], scopes: tuple[Scope, ...]) -> None:
+    def __init__(
+        self, endpoint: str, body: Mapping[str, Any], scopes: tuple[Scope, ...], client: Any = None
+    ) -> None:
         self.endpoint = endpoint
+        self.client = client  # the SDK client, for exact mode's server-side token count
         self.body: dict[str, Any] = dict(body)
         # A scope entered twice (nested in itself) is still charged once.
         self.scopes = tuple(dict.fromkeys(scopes))
@@ -102,6 +105,7 @@ class MeteredCall:
         self._text: list[str] = []
         self._last_stream_usage: tuple[Mapping[str, Any], str | None, str | None] | None = None
         self._saw_final_usage_chunk = False
+        self._server_count: int | None = None
 
     # ------------------------------------------------------------------ before sending
     def prepare(self) -> dict[str, Any]:
@@ -114,8 +118,23 @@ class MeteredCall:
     async def prepare_async(self, sleep: Callable[[float], Awaitable[None]]) -> dict[str, Any]:
         self._prepare_body()
         if self.budgets:
+            await self._count_on_server_async()
             await self._reserve_all_async(sleep)
         return self.body
+
+    async def _count_on_server_async(self) -> None:
+        """Exact mode for async clients: the server count must be awaited before estimating."""
+        from budgetguard._preflight import aserver_input_tokens, needs_server_count
+
+        if not current_settings().exact_estimates:
+            return
+        if not needs_server_count(self.endpoint, self.body, self.client):
+            return
+        from budgetguard._estimate import count_request
+
+        if count_request(self.endpoint, self.body).exact:
+            return
+        self._server_count = await aserver_input_tokens(self.client, self.body)
 
     def _prepare_body(self) -> None:
         book = current_settings().price_book()
@@ -134,7 +153,14 @@ class MeteredCall:
             from budgetguard._preflight import estimate_request
 
             assume = next((b.assume_output_tokens for b in self.budgets if b.assume_output_tokens), None)
-            self.estimate = estimate_request(self.endpoint, self.body, assume_output_tokens=assume)
+            exact_mode = current_settings().exact_estimates and not _is_async_client(self.client)
+            self.estimate = estimate_request(
+                self.endpoint,
+                self.body,
+                assume_output_tokens=assume,
+                client=self.client if exact_mode else None,
+                server_prompt_tokens=self._server_count,
+            )
         return self.estimate
 
     def _amount(self, output_tokens: int | None = None) -> Amount:
@@ -425,6 +451,13 @@ class MeteredCall:
                 UnderReservedWarning,
                 stacklevel=3,
             )
+
+
+def _is_async_client(client: Any) -> bool:
+    import inspect
+
+    count = getattr(getattr(getattr(client, "responses", None), "input_tokens", None), "count", None)
+    return inspect.iscoroutinefunction(count)
 
 
 def _str(value: Any) -> str | None:

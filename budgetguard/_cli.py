@@ -118,7 +118,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         store = stores[0]
     ledger = open_ledger(store)
     records = ledger.records(budget=args.budget)
-    print(render_report(records, fmt="json" if args.json else "csv" if args.csv else "table"))
+    print(render_report(records, fmt="json" if args.json else "csv" if args.csv else "table"), end="")
     return 0
 
 

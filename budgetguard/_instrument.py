@@ -103,14 +103,14 @@ def uninstrument() -> None:
 # -------------------------------------------------------------------------------------------
 
 
-def _begin(options: Any) -> MeteredCall | None:
+def _begin(client: Any, options: Any) -> MeteredCall | None:
     if _unmetered.get():
         return None
     endpoint = endpoint_of(str(getattr(options, "method", "")), str(getattr(options, "url", "")))
     body = getattr(options, "json_data", None)
     if endpoint is None or not isinstance(body, Mapping):
         return None
-    return MeteredCall(endpoint, body, _active.get())
+    return MeteredCall(endpoint, body, _active.get(), client)
 
 
 def _with_body(options: Any, body: dict[str, Any]) -> Any:
@@ -146,7 +146,7 @@ def _wrap_sync_request(original: Callable[..., Any]) -> Callable[..., Any]:
         if not _active.get():
             return original(self, *args, **kwargs)
         options, put = _split(args, kwargs)
-        call = _begin(options)
+        call = _begin(self, options)
         if call is None:
             return original(self, *args, **kwargs)
         body = call.prepare()
@@ -171,7 +171,7 @@ def _wrap_async_request(original: Callable[..., Any]) -> Callable[..., Any]:
         if not _active.get():
             return await original(self, *args, **kwargs)
         options, put = _split(args, kwargs)
-        call = _begin(options)
+        call = _begin(self, options)
         if call is None:
             return await original(self, *args, **kwargs)
         body = await call.prepare_async(asyncio.sleep)

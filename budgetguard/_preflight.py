@@ -12,7 +12,14 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-__all__ = ["Estimate", "assumed_output_tokens", "estimate_request"]
+__all__ = [
+    "Estimate",
+    "aserver_input_tokens",
+    "assumed_output_tokens",
+    "estimate_request",
+    "needs_server_count",
+    "server_input_tokens",
+]
 
 # Largest output each family can produce (tokens). A request without an output cap is
 # reserved at this worst case unless ``assume_output_tokens`` says otherwise. Most specific
@@ -93,19 +100,66 @@ class Estimate:
         }
 
 
+# The body fields the server's input-token counter accepts (a subset of a Responses request).
+_COUNT_FIELDS = (
+    "conversation", "input", "instructions", "model", "parallel_tool_calls", "previous_response_id",
+    "reasoning", "text", "tool_choice", "tools", "truncation",
+)
+
+
+def needs_server_count(endpoint: str, body: Mapping[str, Any], client: Any) -> bool:
+    """Whether exact mode can and should ask the server: a Responses body the local count
+    cannot see through, and a client that has ``responses.input_tokens.count``."""
+    if endpoint != "responses" or client is None:
+        return False
+    counter = getattr(getattr(getattr(client, "responses", None), "input_tokens", None), "count", None)
+    return callable(counter)
+
+
+def _count_arguments(body: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: body[key] for key in _COUNT_FIELDS if key in body}
+
+
+def server_input_tokens(client: Any, body: Mapping[str, Any]) -> int:
+    """The server's count of a Responses body's input tokens (not metered, not billed)."""
+    from budgetguard._instrument import unmetered
+
+    with unmetered():
+        result = client.responses.input_tokens.count(**_count_arguments(body))
+    return int(result.input_tokens)
+
+
+async def aserver_input_tokens(client: Any, body: Mapping[str, Any]) -> int:
+    """:func:`server_input_tokens` for an async client."""
+    from budgetguard._instrument import unmetered
+
+    with unmetered():
+        result = await client.responses.input_tokens.count(**_count_arguments(body))
+    return int(result.input_tokens)
+
+
 def estimate_request(
     endpoint: str,
     body: Mapping[str, Any],
     *,
     assume_output_tokens: int | None = None,
     safety_margin: float | None = None,
+    client: Any = None,
+    server_prompt_tokens: int | None = None,
 ) -> Estimate:
     """Estimate a request body exactly as it would be sent to ``endpoint``.
 
     ``endpoint`` is ``"chat.completions"``, ``"responses"``, ``"completions"`` or
     ``"embeddings"``. Raises ``EstimateError`` for a malformed body and ``UnknownModelError``
     for a model without a price.
+
+    Exact mode: pass a sync ``client`` (an ``openai.OpenAI``) and a Responses body whose
+    local count is not exact (``previous_response_id``, conversations, files, built-in tools)
+    is counted by the server's ``responses.input_tokens.count`` instead; that call is neither
+    metered nor billed. ``server_prompt_tokens`` passes a count already obtained.
     """
+    from dataclasses import replace
+
     from budgetguard._estimate import count_request
     from budgetguard._settings import current_settings
 
@@ -113,6 +167,16 @@ def estimate_request(
     if safety_margin is None:
         safety_margin = settings.safety_margin
     tokens = count_request(endpoint, body, safety_margin=safety_margin)
+    if server_prompt_tokens is None and not tokens.exact and needs_server_count(endpoint, body, client):
+        server_prompt_tokens = server_input_tokens(client, body)
+    if server_prompt_tokens is not None:
+        tokens = replace(
+            tokens,
+            prompt_tokens=server_prompt_tokens,
+            prompt_tokens_upper=server_prompt_tokens,
+            exact=True,
+            reasons=(*tokens.reasons, f"input tokens counted by the server ({server_prompt_tokens})"),
+        )
     if tokens.max_output_tokens is not None:
         reserved_output = tokens.max_output_tokens
     elif endpoint == "embeddings":
@@ -126,7 +190,9 @@ def estimate_request(
     book = settings.price_book()
     resolved = book.resolve(tokens.model)
     low, _ = book.cost_bounds(tokens.model, tokens.prompt_tokens, 0)
-    _, high = book.cost_bounds(tokens.model, tokens.prompt_tokens_upper, reserved_output)
+    _, high = book.cost_bounds(
+        tokens.model, tokens.prompt_tokens_upper, reserved_output, images=tokens.image_tokens > 0
+    )
     return Estimate(
         endpoint=tokens.endpoint,
         model=tokens.model,

@@ -29,6 +29,8 @@ class Settings:
     safety_margin: float | None = None
     on_exceed: str = "raise"
     max_wait: float | None = None
+    #: Ask the server to count Responses inputs the local estimate cannot see (exact mode).
+    exact_estimates: bool = False
     _book: PriceBook | None = field(default=None, repr=False)
 
     def price_book(self) -> PriceBook:
@@ -66,10 +68,14 @@ def configure(
     fallback_price: ModelRates | Mapping[str, Any] | None = None,
     assume_output_tokens: int | None = None,
     safety_margin: float | None = None,
+    exact_estimates: bool | None = None,
 ) -> Config | None:
     """Load a YAML configuration and/or set options directly; keyword arguments win.
 
     With no ``path``, ``$BUDGETGUARD_CONFIG`` is read if set. Returns the loaded config.
+    ``exact_estimates=True`` turns on exact mode: Responses requests whose input the local
+    estimate cannot see (``previous_response_id``, conversations, files) are counted by the
+    server's ``responses.input_tokens.count`` before they are reserved.
     """
     from budgetguard._config import load_config
     from budgetguard._pricing import ModelRates, PriceBook
@@ -119,6 +125,8 @@ def configure(
         new = replace(new, assume_output_tokens=assume_output_tokens)
     if safety_margin is not None:
         new = replace(new, safety_margin=safety_margin)
+    if exact_estimates is not None:
+        new = replace(new, exact_estimates=exact_estimates)
     book = PriceBook(
         overrides=overrides,
         aliases=alias_map,
