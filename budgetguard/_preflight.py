@@ -102,8 +102,17 @@ class Estimate:
 
 # The body fields the server's input-token counter accepts (a subset of a Responses request).
 _COUNT_FIELDS = (
-    "conversation", "input", "instructions", "model", "parallel_tool_calls", "previous_response_id",
-    "reasoning", "text", "tool_choice", "tools", "truncation",
+    "conversation",
+    "input",
+    "instructions",
+    "model",
+    "parallel_tool_calls",
+    "previous_response_id",
+    "reasoning",
+    "text",
+    "tool_choice",
+    "tools",
+    "truncation",
 )
 
 

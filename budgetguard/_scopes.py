@@ -14,7 +14,6 @@ import threading
 import warnings
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import fields
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
@@ -178,17 +177,13 @@ class Tally:
         with self._lock:
             self.invocations += 1
             for model, usage in after.items():
-                delta = _difference(usage, before.get(model, Usage()))
+                delta = usage - before.get(model, Usage())
                 if delta:
                     self.usage = self.usage + delta
                     self.by_model[model] = self.by_model.get(model, Usage()) + delta
 
     def __str__(self) -> str:
         return str(self.usage)
-
-
-def _difference(after: Usage, before: Usage) -> Usage:
-    return Usage(**{f.name: getattr(after, f.name) - getattr(before, f.name) for f in fields(Usage)})
 
 
 class UsageTracker(Scope):

@@ -63,6 +63,11 @@ class Usage:
             return NotImplemented
         return Usage(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(Usage)})
 
+    def __sub__(self, other: object) -> Usage:
+        if not isinstance(other, Usage):
+            return NotImplemented
+        return Usage(**{f.name: getattr(self, f.name) - getattr(other, f.name) for f in fields(Usage)})
+
     def __radd__(self, other: object) -> Usage:
         # Lets sum(usages) work with its default start of 0.
         if other == 0:

@@ -29,7 +29,9 @@ def test_an_estimate_prices_the_prompt_and_the_worst_case_output() -> None:
 def test_without_an_output_cap_the_model_maximum_or_the_configured_assumption_is_reserved() -> None:
     body = {k: v for k, v in CHAT.items() if k != "max_tokens"}
     assert bg.estimate_request("chat.completions", body).reserved_output_tokens == 16_384
-    assert bg.estimate_request("chat.completions", body, assume_output_tokens=500).reserved_output_tokens == 500
+    assert (
+        bg.estimate_request("chat.completions", body, assume_output_tokens=500).reserved_output_tokens == 500
+    )
     bg.configure(assume_output_tokens=700)
     assert bg.estimate_request("chat.completions", body).reserved_output_tokens == 700
 
@@ -82,7 +84,9 @@ def test_the_estimate_command_infers_the_endpoint(tmp_path: Path, capsys: pytest
     assert "--endpoint" in capsys.readouterr().err
 
 
-def test_the_prices_command_shows_rates_and_refuses_unknown_models(capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_prices_command_shows_rates_and_refuses_unknown_models(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     assert cli(["prices", "gpt-3.5-turbo-instruct", "--json"]) == 0
     line = json.loads(capsys.readouterr().out)
     assert line["input_per_1m"] == "1.5" and line["output_per_1m"] == "2"

@@ -65,10 +65,11 @@ def test_a_daily_budget_in_sqlite_outlives_the_process_that_spent_it(
 
     # Another process configures the same file and sees the same window's spend.
     code = (
-        "import budgetguard as bg, sys; bg.configure(sys.argv[1]); "
-        "print(bg.Budget.named('daily').spent_usd)"
+        "import budgetguard as bg, sys; bg.configure(sys.argv[1]); print(bg.Budget.named('daily').spent_usd)"
     )
-    out = subprocess.run([sys.executable, "-c", code, str(config)], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(config)], capture_output=True, text=True, check=True
+    )
     assert out.stdout.strip() == str(spent)
 
     records = daily.ledger.records(budget="daily")
@@ -111,7 +112,7 @@ def test_named_budget_errors_say_what_is_wrong(tmp_path: Path) -> None:
     with pytest.raises(bg.ConfigError, match="configure"):
         bg.Budget.named("daily")
     bg.configure(_write_config(tmp_path, "memory://"))
-    with pytest.raises(bg.ConfigError, match="no budget named 'weekly'.*daily"):
+    with pytest.raises(bg.ConfigError, match=r"no budget named 'weekly'.*daily"):
         bg.Budget.named("weekly")
     with pytest.raises(bg.ConfigError, match="keyed"):
         bg.Budget.named("per-user")
@@ -129,7 +130,9 @@ def test_the_config_file_can_come_from_the_environment(
 
 
 def test_a_budget_shared_through_redis_holds_across_clients(
-    tmp_path: Path, sim: Simulator, redis_url: str  # noqa: F811
+    tmp_path: Path,
+    sim: Simulator,
+    redis_url: str,  # noqa: F811
 ) -> None:
     from openai import OpenAI
 

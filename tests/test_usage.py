@@ -1,0 +1,115 @@
+"""Usage: one value for every usage shape the API reports, adding exactly."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+import budgetguard as bg
+from budgetguard._usage import UsageFormatError
+from budgetguard.testing import Reply, Simulator
+
+
+def test_chat_usage_with_all_details_is_normalised() -> None:
+    usage = bg.Usage.from_openai(
+        {
+            "prompt_tokens": 1200,
+            "completion_tokens": 300,
+            "total_tokens": 1500,
+            "prompt_tokens_details": {"cached_tokens": 1024, "audio_tokens": 10, "image_tokens": 85},
+            "completion_tokens_details": {"reasoning_tokens": 200, "audio_tokens": 5},
+        }
+    )
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (1200, 300, 1500)
+    assert (usage.cached_tokens, usage.input_audio_tokens, usage.input_image_tokens) == (1024, 10, 85)
+    assert (usage.reasoning_tokens, usage.output_audio_tokens) == (200, 5)
+    assert usage.requests == 1
+
+
+def test_responses_and_embeddings_usage_shapes() -> None:
+    responses = bg.Usage.from_openai(
+        {
+            "input_tokens": 50,
+            "output_tokens": 20,
+            "total_tokens": 70,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens_details": {"reasoning_tokens": 12},
+        }
+    )
+    assert (responses.prompt_tokens, responses.completion_tokens, responses.reasoning_tokens) == (50, 20, 12)
+    embeddings = bg.Usage.from_openai({"prompt_tokens": 8, "total_tokens": 8})
+    assert (embeddings.prompt_tokens, embeddings.completion_tokens) == (8, 0)
+    only_total = bg.Usage.from_openai({"total_tokens": 9})
+    assert only_total.prompt_tokens == 9
+
+
+def test_compatible_servers_may_omit_details_or_send_nulls() -> None:
+    usage = bg.Usage.from_openai(
+        {
+            "prompt_tokens": 5,
+            "completion_tokens": 2,
+            "prompt_tokens_details": None,
+            "completion_tokens_details": None,
+        }
+    )
+    assert usage.cached_tokens == usage.reasoning_tokens == 0
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"prompt_tokens": "12"}, "'prompt_tokens' must be a number"),
+        ({"prompt_tokens": -1}, "must not be negative"),
+        ({"prompt_tokens": 1.5}, "whole number"),
+        ({"prompt_tokens": True}, "must be a number"),
+        ({"prompt_tokens": 3, "prompt_tokens_details": [1]}, "prompt_tokens_details must be an object"),
+        ({"prompt_tokens": 3, "prompt_tokens_details": {"cached_tokens": 5}}, "more than its 3 prompt"),
+        ({}, "none of prompt_tokens"),
+        ([], "must be an object"),
+    ],
+)
+def test_malformed_usage_is_rejected_with_the_field_named(raw: Any, message: str) -> None:
+    with pytest.raises(UsageFormatError, match=message):
+        bg.Usage.from_openai(raw)
+
+
+def test_adding_usages_is_exact_and_sum_works() -> None:
+    tiny = bg.Usage(prompt_tokens=1, requests=1, cost_usd=Decimal("0.0000001"))
+    total = sum([tiny] * 10_000, bg.Usage())
+    assert total.cost_usd == Decimal("0.001")
+    assert sum([tiny, tiny]) == tiny + tiny
+    assert (tiny + tiny) - tiny == tiny
+    assert bg.Usage.from_dict(total.to_dict()) == total
+
+
+def test_the_summary_adds_cached_and_reasoning_lines_only_when_nonzero() -> None:
+    usage = bg.Usage(
+        prompt_tokens=2000,
+        completion_tokens=500,
+        cached_tokens=1024,
+        reasoning_tokens=300,
+        requests=2,
+        cost_usd=Decimal("0.0125"),
+    )
+    assert str(usage) == (
+        "Tokens Used: 2500\n"
+        "\tPrompt Tokens: 2000\n"
+        "\t\tPrompt Tokens Cached: 1024\n"
+        "\tCompletion Tokens: 500\n"
+        "\t\tReasoning Tokens: 300\n"
+        "Successful Requests: 2\n"
+        "Total Cost (USD): $0.0125"
+    )
+
+
+def test_an_unreadable_usage_from_the_server_is_charged_from_the_estimate(
+    client: Any, sim: Simulator
+) -> None:
+    sim.script(Reply(content="hi", usage={"prompt_tokens": -5}))
+    with bg.track_usage() as tracked, pytest.warns(bg.EstimatedUsageWarning, match="unreadable"):
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    assert tracked.usage.requests == 1
+    assert tracked.usage.estimated_requests == 1
+    assert tracked.usage.prompt_tokens > 0
