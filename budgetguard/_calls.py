@@ -229,7 +229,7 @@ class MeteredCall:
         policy = budget.policy
         if isinstance(policy, Clamp):
             return self._clamp(budget, refused, amount, policy)
-        if isinstance(policy, Wait) and waited < policy.max_wait and _may_free_up(budget, refused):
+        if isinstance(policy, Wait) and _may_free_up(budget, refused, policy.max_wait - waited):
             return None
         raise self._exceeded(budget, refused, detail=_why(policy, waited))
 
@@ -482,11 +482,24 @@ def _cap_field(endpoint: str, body: Mapping[str, Any]) -> str:
     )
 
 
-def _may_free_up(budget: Budget, refused: Refused) -> bool:
-    """Whether waiting can help: holds may be released, or a window may roll over."""
-    if budget.window is not None or refused.reserved.get(refused.kind) > 0:
-        return refused.requested.get(refused.kind) <= refused.limit
-    return False
+def _may_free_up(budget: Budget, refused: Refused, time_left: float) -> bool:
+    """Whether waiting up to ``time_left`` seconds can make room: holds in flight may be
+    released, rolling windows shed old spend, a calendar window may roll over in time."""
+    kind = refused.kind
+    if refused.requested.get(kind) > refused.limit:
+        return False  # it would not fit in an empty budget
+    if refused.reserved.get(kind) > 0:
+        return True
+    window = budget.window
+    if window is None:
+        return False
+    from budgetguard._windows import Rolling
+
+    if isinstance(window, Rolling):
+        return True
+    now = budget.ledger.clock()
+    _, end = window.span(now)
+    return end - now <= time_left
 
 
 def _why(policy: object, waited: float) -> str:

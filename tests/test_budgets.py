@@ -300,3 +300,30 @@ async def test_500_asyncio_tasks_never_overspend_and_use_the_budget(aclient: Any
     assert budget.reserved_usd == 0
     assert successes >= _most_that_fit(cap, actual) - 1
     assert successes == budget.usage.requests
+
+
+def test_wait_policy_waits_for_a_rolling_window_to_shed_old_spend(client: Any, sim: Simulator) -> None:
+    from budgetguard._windows import Rolling
+
+    budget = bg.Budget(max_requests=1, window=Rolling(2), on_exceed=bg.Wait(max_wait=10))
+    with budget:
+        _chat(client)
+        _chat(client)  # waits until the first request leaves the 2-second window
+    assert len(sim.requests) == 2
+
+
+def test_wait_policy_does_not_wait_for_a_window_that_ends_too_late(
+    client: Any, sim: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from budgetguard import _calls
+    from budgetguard._windows import Calendar
+
+    sleeps: list[float] = []
+    monkeypatch.setattr(_calls.time, "sleep", sleeps.append)
+    budget = bg.Budget(max_requests=1, window=Calendar("year"), on_exceed=bg.Wait(max_wait=5))
+    with budget:
+        _chat(client)
+        with pytest.raises(bg.BudgetExceeded, match="requests"):
+            _chat(client)
+    assert sleeps == []
+    assert len(sim.requests) == 1

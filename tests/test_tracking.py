@@ -363,3 +363,31 @@ def test_import_budgetguard_loads_neither_tiktoken_nor_genai_prices() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_azure_clients_are_counted_and_deployments_priced_through_aliases(sim: Simulator) -> None:
+    from openai import AzureOpenAI
+
+    root = sim.base_url.split("/v1")[0]
+    azure = AzureOpenAI(azure_endpoint=root, api_key="sim", api_version="2024-10-21", max_retries=0)
+    with pytest.raises(bg.UnknownModelError, match="prod-gpt4o"), bg.track_usage():
+        azure.chat.completions.create(model="prod-gpt4o", messages=MESSAGES)
+    assert sim.requests == []
+    bg.configure(aliases={"prod-gpt4o": "gpt-4o"})
+    with bg.track_usage() as tracked:
+        azure.chat.completions.create(model="prod-gpt4o", messages=MESSAGES)
+    assert sim.requests[0].path == "/openai/deployments/prod-gpt4o/chat/completions"
+    assert tracked.usage.requests == 1
+    gpt4o = bg.PriceBook().cost(tracked.usage, "gpt-4o")
+    assert tracked.usage.cost_usd == gpt4o
+
+
+def test_responses_streams_settle_on_incomplete(client: Any, sim: Simulator) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", bg.EstimatedUsageWarning)
+        with bg.track_usage() as tracked:
+            events = list(client.responses.create(model="gpt-4o-mini", input="Say hi", stream=True,
+                                                  max_output_tokens=3))
+    assert events[-1].type == "response.incomplete"
+    assert tracked.usage.completion_tokens == 3
+    assert tracked.usage.estimated_requests == 0

@@ -54,6 +54,7 @@ _ROUTES: dict[str, tuple[str, Callable[[Turn], Outcome]]] = {
     "/embeddings": ("embeddings", embeddings),
 }
 _API_PREFIX = "/v1"
+_AZURE_PATH = re.compile(r"/openai/deployments/([^/]+)/(.+)")
 
 
 def estimator_prompt_tokens(endpoint: str, body: dict[str, Any]) -> int:
@@ -169,6 +170,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _route(self, path: str, body: dict[str, Any], problem: str | None) -> Outcome:
         state = self.server.state
         sub = path[len(_API_PREFIX) :] if path.startswith(_API_PREFIX + "/") else None
+        azure = _AZURE_PATH.fullmatch(path)
+        if azure is not None:
+            # AzureOpenAI clients: /openai/deployments/{deployment}/chat/completions?api-version=...
+            sub = "/" + azure.group(2)
         invalid = error_outcome(404, f"Invalid URL ({self.command} {path})")
         if sub is None:
             return invalid
