@@ -12,7 +12,7 @@ import math
 import threading
 import time
 import warnings
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -194,7 +194,9 @@ class MeteredCall:
             watch.saw(amount)
         return None
 
-    def _reserve_all(self, sleep: Callable[[float], None]) -> None:
+    def _reservation_steps(self) -> Iterator[float]:
+        """Reserve in every budget, applying policies; yields the seconds to sleep whenever a
+        ``wait`` policy waits. One generator serves the sync and the async path alike."""
         amount = self._amount()
         started = time.monotonic()
         while True:
@@ -204,23 +206,17 @@ class MeteredCall:
             budget, refused = refusal
             next_amount = self._after_refusal(budget, refused, amount, time.monotonic() - started)
             if next_amount is None:
-                sleep(self._wait_seconds(budget, time.monotonic() - started))
+                yield self._wait_seconds(budget, time.monotonic() - started)
             else:
                 amount = next_amount
 
+    def _reserve_all(self, sleep: Callable[[float], None]) -> None:
+        for delay in self._reservation_steps():
+            sleep(delay)
+
     async def _reserve_all_async(self, sleep: Callable[[float], Awaitable[None]]) -> None:
-        amount = self._amount()
-        started = time.monotonic()
-        while True:
-            refusal = self._try_reserve_all(amount)
-            if refusal is None:
-                return
-            budget, refused = refusal
-            next_amount = self._after_refusal(budget, refused, amount, time.monotonic() - started)
-            if next_amount is None:
-                await sleep(self._wait_seconds(budget, time.monotonic() - started))
-            else:
-                amount = next_amount
+        for delay in self._reservation_steps():
+            await sleep(delay)
 
     def _after_refusal(
         self, budget: Budget, refused: Refused, amount: Amount, waited: float

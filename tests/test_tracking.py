@@ -386,8 +386,9 @@ def test_responses_streams_settle_on_incomplete(client: Any, sim: Simulator) -> 
     with warnings.catch_warnings():
         warnings.simplefilter("error", bg.EstimatedUsageWarning)
         with bg.track_usage() as tracked:
-            events = list(client.responses.create(model="gpt-4o-mini", input="Say hi", stream=True,
-                                                  max_output_tokens=3))
+            events = list(
+                client.responses.create(model="gpt-4o-mini", input="Say hi", stream=True, max_output_tokens=3)
+            )
     assert events[-1].type == "response.incomplete"
     assert tracked.usage.completion_tokens == 3
     assert tracked.usage.estimated_requests == 0
