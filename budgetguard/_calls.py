@@ -24,7 +24,7 @@ from budgetguard._settings import current_settings
 from budgetguard._usage import Usage, UsageFormatError
 
 if TYPE_CHECKING:
-    from budgetguard._preflight import Estimate
+    from budgetguard._preflight import Plan
 
 __all__ = ["MeteredCall", "ReservationWatch", "endpoint_of", "watching"]
 
@@ -95,7 +95,7 @@ class MeteredCall:
         # Innermost first: the tightest cap refuses before outer budgets are touched.
         self.budgets: list[Budget] = [s for s in reversed(self.scopes) if isinstance(s, Budget)]
         self.holds: dict[int, Hold] = {}
-        self.estimate: Estimate | None = None
+        self.estimate: Plan | None = None
         self.reserved = Amount()
         self.injected_stream_usage = False
         self.attempts = 0
@@ -148,13 +148,13 @@ class MeteredCall:
                 self.body["stream_options"] = merged
                 self.injected_stream_usage = True
 
-    def _estimate(self) -> Estimate:
+    def _estimate(self) -> Plan:
         if self.estimate is None:
-            from budgetguard._preflight import estimate_request
+            from budgetguard._preflight import plan_request
 
             assume = next((b.assume_output_tokens for b in self.budgets if b.assume_output_tokens), None)
             exact_mode = current_settings().exact_estimates and not _is_async_client(self.client)
-            self.estimate = estimate_request(
+            self.estimate = plan_request(
                 self.endpoint,
                 self.body,
                 assume_output_tokens=assume,
@@ -169,8 +169,10 @@ class MeteredCall:
         if output_tokens is None:
             usd = est.max_usd
         else:
-            _, usd = current_settings().price_book().cost_bounds(self.model, est.prompt_tokens_upper, out)
-        return Amount(usd_to_picos(usd), est.prompt_tokens_upper + out, 1)
+            _, usd = (
+                current_settings().price_book().cost_bounds(self.model, est.tokens.prompt_tokens_upper, out)
+            )
+        return Amount(usd_to_picos(usd), est.tokens.prompt_tokens_upper + out, 1)
 
     def _try_reserve_all(self, amount: Amount) -> tuple[Budget, Refused] | None:
         """Reserve in every budget, innermost first; on a refusal roll back and report it."""
@@ -243,16 +245,16 @@ class MeteredCall:
         room = refused.limit - refused.spent.get(refused.kind) - refused.reserved.get(refused.kind)
         book = current_settings().price_book()
         if refused.kind == "tokens":
-            fits = room - est.prompt_tokens_upper
+            fits = room - est.tokens.prompt_tokens_upper
         else:
-            _, prompt_usd = book.cost_bounds(self.model, est.prompt_tokens_upper, 0)
-            _, one_more = book.cost_bounds(self.model, est.prompt_tokens_upper, 1)
+            _, prompt_usd = book.cost_bounds(self.model, est.tokens.prompt_tokens_upper, 0)
+            _, one_more = book.cost_bounds(self.model, est.tokens.prompt_tokens_upper, 1)
             per_token = one_more - prompt_usd
             spare = picos_to_usd(room) - prompt_usd
             fits = math.floor(spare / per_token) if per_token > 0 else 0
         choices = _choices(self.endpoint, self.body)
         per_choice = fits // choices
-        current = amount.tokens - est.prompt_tokens_upper
+        current = amount.tokens - est.tokens.prompt_tokens_upper
         if per_choice < policy.min_output_tokens or per_choice * choices >= current:
             raise self._exceeded(
                 budget,
@@ -302,12 +304,12 @@ class MeteredCall:
                 choices = data.get("choices")
                 self._saw_final_usage_chunk = not choices
             return
-        if data.get("object") == "response" or "output" in data:
-            self._collect_response_output(data)
-        else:
-            self._collect_text(data)
         if usage is not None:
             self.settle(usage, _str(data.get("model")), _str(data.get("service_tier")))
+        elif data.get("object") == "response" or "output" in data:
+            self._collect_response_output(data)  # only needed to estimate a missing usage
+        else:
+            self._collect_text(data)
 
     def _observe_response_event(self, kind: str, data: Mapping[str, Any]) -> None:
         if kind in _TERMINAL_RESPONSE_EVENTS:
@@ -385,7 +387,7 @@ class MeteredCall:
         from budgetguard._estimate import count_text
 
         try:
-            prompt = self._estimate().prompt_tokens_upper
+            prompt = self._estimate().tokens.prompt_tokens_upper
         except Exception:  # a body we cannot estimate: charge what was reserved, if anything
             prompt = self.reserved.tokens
         completion = count_text(self.model, "".join(self._text)) if self._text else 0
@@ -415,10 +417,11 @@ class MeteredCall:
             if self.finished:
                 return
             self.finished = True
-        actual = Amount.of_usage(usage)
-        path = "/".join(scope.name for scope in self.scopes)
-        now = time.time()
         over = False
+        if self.budgets:
+            actual = Amount.of_usage(usage)
+            path = "/".join(scope.name for scope in self.scopes)
+            now = time.time()
         for scope in self.scopes:
             if isinstance(scope, Budget):
                 hold = self.holds.get(id(scope))

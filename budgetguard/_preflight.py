@@ -8,16 +8,21 @@ one is assumed to use, and prices both ends. The enforcement path and the public
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from budgetguard._estimate import TokenEstimate
 
 __all__ = [
     "Estimate",
+    "Plan",
     "aserver_input_tokens",
     "assumed_output_tokens",
     "estimate_request",
     "needs_server_count",
+    "plan_request",
     "server_input_tokens",
 ]
 
@@ -147,7 +152,16 @@ async def aserver_input_tokens(client: Any, body: Mapping[str, Any]) -> int:
     return int(result.input_tokens)
 
 
-def estimate_request(
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What a reservation needs (the hot path): the token estimate, output and worst case."""
+
+    tokens: TokenEstimate
+    reserved_output_tokens: int
+    max_usd: Decimal
+
+
+def plan_request(
     endpoint: str,
     body: Mapping[str, Any],
     *,
@@ -155,20 +169,8 @@ def estimate_request(
     safety_margin: float | None = None,
     client: Any = None,
     server_prompt_tokens: int | None = None,
-) -> Estimate:
-    """Estimate a request body exactly as it would be sent to ``endpoint``.
-
-    ``endpoint`` is ``"chat.completions"``, ``"responses"``, ``"completions"`` or
-    ``"embeddings"``. Raises ``EstimateError`` for a malformed body and ``UnknownModelError``
-    for a model without a price.
-
-    Exact mode: pass a sync ``client`` (an ``openai.OpenAI``) and a Responses body whose
-    local count is not exact (``previous_response_id``, conversations, files, built-in tools)
-    is counted by the server's ``responses.input_tokens.count`` instead; that call is neither
-    metered nor billed. ``server_prompt_tokens`` passes a count already obtained.
-    """
-    from dataclasses import replace
-
+) -> Plan:
+    """The worst case of a request, as reserved; see :func:`estimate_request`."""
     from budgetguard._estimate import count_request
     from budgetguard._settings import current_settings
 
@@ -196,24 +198,57 @@ def estimate_request(
             assume_output_tokens if assume_output_tokens is not None else settings.assume_output_tokens,
         )
         reserved_output = per_choice * _choices(endpoint, body)
-    book = settings.price_book()
-    resolved = book.resolve(tokens.model)
-    low, _ = book.cost_bounds(tokens.model, tokens.prompt_tokens, 0)
-    _, high = book.cost_bounds(
+    _, high = settings.price_book().cost_bounds(
         tokens.model, tokens.prompt_tokens_upper, reserved_output, images=tokens.image_tokens > 0
     )
+    return Plan(tokens, reserved_output, high)
+
+
+def estimate_request(
+    endpoint: str,
+    body: Mapping[str, Any],
+    *,
+    assume_output_tokens: int | None = None,
+    safety_margin: float | None = None,
+    client: Any = None,
+    server_prompt_tokens: int | None = None,
+) -> Estimate:
+    """Estimate a request body exactly as it would be sent to ``endpoint``.
+
+    ``endpoint`` is ``"chat.completions"``, ``"responses"``, ``"completions"`` or
+    ``"embeddings"``. Raises ``EstimateError`` for a malformed body and ``UnknownModelError``
+    for a model without a price.
+
+    Exact mode: pass a sync ``client`` (an ``openai.OpenAI``) and a Responses body whose
+    local count is not exact (``previous_response_id``, conversations, files, built-in tools)
+    is counted by the server's ``responses.input_tokens.count`` instead; that call is neither
+    metered nor billed. ``server_prompt_tokens`` passes a count already obtained.
+    """
+    from budgetguard._settings import current_settings
+
+    plan = plan_request(
+        endpoint,
+        body,
+        assume_output_tokens=assume_output_tokens,
+        safety_margin=safety_margin,
+        client=client,
+        server_prompt_tokens=server_prompt_tokens,
+    )
+    tokens = plan.tokens
+    book = current_settings().price_book()
+    low, _ = book.cost_bounds(tokens.model, tokens.prompt_tokens, 0)
     return Estimate(
         endpoint=tokens.endpoint,
         model=tokens.model,
         prompt_tokens=tokens.prompt_tokens,
         prompt_tokens_upper=tokens.prompt_tokens_upper,
         max_output_tokens=tokens.max_output_tokens,
-        reserved_output_tokens=reserved_output,
+        reserved_output_tokens=plan.reserved_output_tokens,
         min_usd=low,
-        max_usd=high,
+        max_usd=plan.max_usd,
         exact=tokens.exact,
         reasons=tokens.reasons,
-        price_source=resolved.source,
+        price_source=book.resolve(tokens.model).source,
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
@@ -36,12 +36,17 @@ class Settings:
     def price_book(self) -> PriceBook:
         if self._book is not None:
             return self._book
-        from budgetguard._pricing import default_price_book
+        # Looked up on every call: keep the default book at hand after the first import.
+        global _default_book
+        if _default_book is None:
+            from budgetguard._pricing import default_price_book
 
-        return default_price_book()
+            _default_book = default_price_book
+        return _default_book()
 
 
 _lock = threading.Lock()
+_default_book: Callable[[], PriceBook] | None = None
 _settings = Settings()
 _named: dict[tuple[str, str | None], Budget] = {}
 

@@ -8,7 +8,7 @@ this module needs to know which endpoint a number came from.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from decimal import Decimal
 from typing import Any
 
@@ -58,15 +58,42 @@ class Usage:
         """Alias of ``requests``, the name LangChain's callback uses."""
         return self.requests
 
+    # Spelled out rather than looping over fields(): these run on every API call.
     def __add__(self, other: object) -> Usage:
         if not isinstance(other, Usage):
             return NotImplemented
-        return Usage(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(Usage)})
+        return Usage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+            self.cached_tokens + other.cached_tokens,
+            self.cache_write_tokens + other.cache_write_tokens,
+            self.reasoning_tokens + other.reasoning_tokens,
+            self.input_audio_tokens + other.input_audio_tokens,
+            self.output_audio_tokens + other.output_audio_tokens,
+            self.input_image_tokens + other.input_image_tokens,
+            self.output_image_tokens + other.output_image_tokens,
+            self.requests + other.requests,
+            self.cost_usd + other.cost_usd,
+            self.estimated_requests + other.estimated_requests,
+        )
 
     def __sub__(self, other: object) -> Usage:
         if not isinstance(other, Usage):
             return NotImplemented
-        return Usage(**{f.name: getattr(self, f.name) - getattr(other, f.name) for f in fields(Usage)})
+        return Usage(
+            self.prompt_tokens - other.prompt_tokens,
+            self.completion_tokens - other.completion_tokens,
+            self.cached_tokens - other.cached_tokens,
+            self.cache_write_tokens - other.cache_write_tokens,
+            self.reasoning_tokens - other.reasoning_tokens,
+            self.input_audio_tokens - other.input_audio_tokens,
+            self.output_audio_tokens - other.output_audio_tokens,
+            self.input_image_tokens - other.input_image_tokens,
+            self.output_image_tokens - other.output_image_tokens,
+            self.requests - other.requests,
+            self.cost_usd - other.cost_usd,
+            self.estimated_requests - other.estimated_requests,
+        )
 
     def __radd__(self, other: object) -> Usage:
         # Lets sum(usages) work with its default start of 0.
@@ -75,7 +102,20 @@ class Usage:
         return self.__add__(other)
 
     def with_cost(self, cost_usd: Decimal) -> Usage:
-        return replace(self, cost_usd=cost_usd)
+        return Usage(
+            self.prompt_tokens,
+            self.completion_tokens,
+            self.cached_tokens,
+            self.cache_write_tokens,
+            self.reasoning_tokens,
+            self.input_audio_tokens,
+            self.output_audio_tokens,
+            self.input_image_tokens,
+            self.output_image_tokens,
+            self.requests,
+            cost_usd,
+            self.estimated_requests,
+        )
 
     def __bool__(self) -> bool:
         return any(getattr(self, f.name) for f in fields(Usage))
@@ -131,30 +171,39 @@ class Usage:
         completion = completion or 0
         pdet = _details(raw, "prompt_tokens_details", "input_tokens_details")
         cdet = _details(raw, "completion_tokens_details", "output_tokens_details")
-        cached = _first_int(pdet, "cached_tokens") or _first_int(raw, "prompt_cache_hit_tokens") or 0
-        cache_write = (
-            _first_int(pdet, "cache_write_tokens", "cache_creation_tokens")
-            or _first_int(raw, "cache_creation_input_tokens", "cache_write_tokens")
-            or 0
-        )
-        usage = cls(
-            prompt_tokens=prompt,
-            completion_tokens=completion,
-            cached_tokens=cached,
-            cache_write_tokens=cache_write,
-            reasoning_tokens=_first_int(cdet, "reasoning_tokens") or 0,
-            input_audio_tokens=_first_int(pdet, "audio_tokens") or 0,
-            output_audio_tokens=_first_int(cdet, "audio_tokens") or 0,
-            input_image_tokens=_first_int(pdet, "image_tokens") or 0,
-            output_image_tokens=_first_int(cdet, "image_tokens") or 0,
-            requests=1,
-        )
-        if usage.cached_tokens + usage.cache_write_tokens > usage.prompt_tokens:
+        cached = cache_write = input_audio = input_image = 0
+        if pdet:
+            cached = _int_field(pdet, "cached_tokens") or 0
+            cache_write = _first_int(pdet, "cache_write_tokens", "cache_creation_tokens") or 0
+            input_audio = _int_field(pdet, "audio_tokens") or 0
+            input_image = _int_field(pdet, "image_tokens") or 0
+        reasoning = output_audio = output_image = 0
+        if cdet:
+            reasoning = _int_field(cdet, "reasoning_tokens") or 0
+            output_audio = _int_field(cdet, "audio_tokens") or 0
+            output_image = _int_field(cdet, "image_tokens") or 0
+        # Other servers' spellings (DeepSeek, Anthropic-compatible proxies).
+        if not cached:
+            cached = _int_field(raw, "prompt_cache_hit_tokens") or 0
+        if not cache_write:
+            cache_write = _first_int(raw, "cache_creation_input_tokens", "cache_write_tokens") or 0
+        if cached + cache_write > prompt:
             raise UsageFormatError(
-                f"usage reports {usage.cached_tokens} cached + {usage.cache_write_tokens} cache-write "
-                f"tokens, more than its {usage.prompt_tokens} prompt tokens"
+                f"usage reports {cached} cached + {cache_write} cache-write "
+                f"tokens, more than its {prompt} prompt tokens"
             )
-        return usage
+        return cls(
+            prompt,
+            completion,
+            cached,
+            cache_write,
+            reasoning,
+            input_audio,
+            output_audio,
+            input_image,
+            output_image,
+            1,
+        )
 
 
 def format_usd(amount: Decimal) -> str:
@@ -177,6 +226,8 @@ def _int_field(raw: Mapping[str, Any], name: str) -> int | None:
     value = raw.get(name)
     if value is None:
         return None
+    if type(value) is int and value >= 0:  # the usual case, checked first: this runs per call
+        return value
     # bool is an int subclass; a server sending true for a count is broken, not 1.
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise UsageFormatError(f"usage field {name!r} must be a number, got {value!r}")

@@ -327,3 +327,42 @@ def test_wait_policy_does_not_wait_for_a_window_that_ends_too_late(
             _chat(client)
     assert sleeps == []
     assert len(sim.requests) == 1
+
+
+def test_budget_exceeded_is_not_an_api_error_so_plain_tenacity_does_not_retry_it(client: Any) -> None:
+    import openai
+    import tenacity
+
+    attempts = []
+
+    @tenacity.retry(
+        retry=tenacity.retry_if_exception_type(openai.OpenAIError), stop=tenacity.stop_after_attempt(3)
+    )
+    def step() -> None:
+        attempts.append(1)
+        _chat(client)
+
+    with bg.Budget(max_usd="0.0000001"), pytest.raises(bg.BudgetExceeded):
+        step()
+    assert attempts == [1]
+    assert not issubclass(bg.BudgetExceeded, openai.OpenAIError)
+
+
+def test_budget_exceeded_survives_pickling_for_process_pools() -> None:
+    import pickle
+
+    exc = bg.BudgetExceeded(
+        budget="run",
+        limit_kind="usd",
+        limit=Decimal("1"),
+        spent=Decimal("0.9"),
+        reserved=Decimal(0),
+        requested=Decimal("0.2"),
+        spent_usd=Decimal("0.9"),
+        reserved_usd=Decimal(0),
+        requested_usd=Decimal("0.2"),
+        limit_usd=Decimal("1"),
+    )
+    copy = pickle.loads(pickle.dumps(exc))
+    assert str(copy) == str(exc)
+    assert copy.requested_usd == Decimal("0.2") and copy.budget == "run"

@@ -113,3 +113,16 @@ def test_an_unreadable_usage_from_the_server_is_charged_from_the_estimate(
     assert tracked.usage.requests == 1
     assert tracked.usage.estimated_requests == 1
     assert tracked.usage.prompt_tokens > 0
+
+
+def test_arithmetic_covers_every_field() -> None:
+    from dataclasses import fields
+
+    values = {
+        f.name: (Decimal(i + 1) if f.name == "cost_usd" else i + 1) for i, f in enumerate(fields(bg.Usage))
+    }
+    usage = bg.Usage(**values)
+    doubled = usage + usage
+    assert all(getattr(doubled, name) == 2 * value for name, value in values.items())
+    assert doubled - usage == usage
+    assert usage.with_cost(Decimal(7)) == bg.Usage(**{**values, "cost_usd": Decimal(7)})

@@ -201,6 +201,8 @@ class Ledger(ABC):
 
     #: Seconds since the epoch; injectable so window roll-over can be tested.
     clock: Callable[[], float]
+    #: Whether settle() stores the records it is given; callers skip building them if not.
+    keeps_records: bool = True
 
     @abstractmethod
     def reserve(

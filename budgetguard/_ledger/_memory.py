@@ -8,7 +8,6 @@ only the newest ``keep_records`` of them.
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import threading
 import time
@@ -34,16 +33,23 @@ __all__ = ["MemoryLedger"]
 _ZERO = Amount()
 
 
+# Expired holds are looked for at most this often: holds are only the calls in flight, so a
+# sweep is cheap, and nothing per call has to be remembered after it settles.
+_SWEEP_EVERY = 1.0
+
+
 class _Account:
-    __slots__ = ("counters", "done", "expiry", "holds", "reserved", "total")
+    __slots__ = ("counters", "expired", "holds", "next_sweep", "reserved", "total")
 
     def __init__(self) -> None:
         self.total = _ZERO  # spend ever settled (used when the budget has no window)
         self.counters: dict[str, dict[int, Amount]] = {}  # window key -> bucket -> spend
-        self.holds: dict[str, Hold] = {}
+        self.holds: dict[str, Hold] = {}  # live reservations: the calls in flight
         self.reserved = _ZERO
-        self.done: dict[str, float] = {}  # finished hold id -> until when it is remembered
-        self.expiry: list[tuple[float, str]] = []  # heap of (time, id) for holds and done ids
+        # Holds whose TTL ran out before they were settled -> until when they are remembered.
+        # Settling one still charges it (once); after DONE_GRACE it is forgotten.
+        self.expired: dict[str, float] = {}
+        self.next_sweep = 0.0
 
 
 class MemoryLedger(Ledger):
@@ -55,7 +61,7 @@ class MemoryLedger(Ledger):
         self._accounts: dict[str, _Account] = {}
         self._ids = itertools.count(1)
         self._records: deque[SpendRecord] = deque(maxlen=keep_records or None)
-        self._keep_records = keep_records > 0
+        self._keep_records = self.keeps_records = keep_records > 0
 
     def _account(self, budget: str) -> _Account:
         account = self._accounts.get(budget)
@@ -79,15 +85,15 @@ class MemoryLedger(Ledger):
 
     @staticmethod
     def _expire(account: _Account, now: float) -> None:
-        heap = account.expiry
-        while heap and heap[0][0] <= now:
-            until, hold_id = heapq.heappop(heap)
-            hold = account.holds.get(hold_id)
-            if hold is not None and hold.expires_at == until:
-                del account.holds[hold_id]
-                account.reserved = account.reserved - hold.amount
-            elif account.done.get(hold_id) == until:
-                del account.done[hold_id]
+        if now < account.next_sweep:
+            return
+        account.next_sweep = now + _SWEEP_EVERY
+        for hold in [h for h in account.holds.values() if h.expires_at <= now]:
+            del account.holds[hold.id]
+            account.reserved = account.reserved - hold.amount
+            account.expired[hold.id] = now + DONE_GRACE
+        for hold_id in [i for i, until in account.expired.items() if until <= now]:
+            del account.expired[hold_id]
 
     def reserve(
         self, budget: str, amount: Amount, limits: Limits, window: Window | None, *, ttl: float = 600.0
@@ -104,29 +110,28 @@ class MemoryLedger(Ledger):
             hold = Hold(f"m{next(self._ids)}", budget, amount, now + ttl, window)
             account.holds[hold.id] = hold
             account.reserved = account.reserved + amount
-            heapq.heappush(account.expiry, (hold.expires_at, hold.id))
+            account.next_sweep = min(account.next_sweep, hold.expires_at)
             return hold
 
-    def _finish(self, account: _Account, hold: Hold, now: float) -> bool:
-        """Drop a hold and remember it is finished; False if it was already finished."""
+    @staticmethod
+    def _finish(account: _Account, hold: Hold) -> bool:
+        """Drop a hold; False if it was already settled or released (never count twice)."""
         if not hold.id:
             return True  # spend charged without a reservation: every such settle counts
-        if hold.id in account.done:
-            return False
         live = account.holds.pop(hold.id, None)
         if live is not None:
             account.reserved = account.reserved - live.amount
-        until = max(hold.expires_at, now + DONE_GRACE)
-        account.done[hold.id] = until
-        heapq.heappush(account.expiry, (until, hold.id))
-        return True
+            return True
+        # Hold ids are unique per ledger, so an id that is neither live nor expired-unsettled
+        # was finished already.
+        return account.expired.pop(hold.id, None) is not None
 
     def settle(self, hold: Hold, actual: Amount, record: SpendRecord | None = None) -> None:
         with self._lock:
             now = self.clock()
             account = self._account(hold.budget)
             self._expire(account, now)
-            if not self._finish(account, hold, now):
+            if not self._finish(account, hold):
                 return
             account.total = account.total + actual
             window = hold.window
@@ -146,7 +151,7 @@ class MemoryLedger(Ledger):
             now = self.clock()
             account = self._account(hold.budget)
             self._expire(account, now)
-            self._finish(account, hold, now)
+            self._finish(account, hold)
 
     def snapshot(self, budget: str, window: Window | None) -> Snapshot:
         with self._lock:
