@@ -87,7 +87,13 @@ class _Script:
 
     @classmethod
     def load(cls, name: str) -> _Script:
-        source = resources.files("budgetguard._ledger").joinpath("lua", f"{name}.lua").read_text("utf-8")
+        folder = resources.files("budgetguard._ledger").joinpath("lua")
+        # Every script starts with the shared hold bookkeeping (Lua scripts cannot import).
+        source = (
+            folder.joinpath("_holds.lua").read_text("utf-8")
+            + "\n"
+            + folder.joinpath(f"{name}.lua").read_text("utf-8")
+        )
         return cls(name, source, hashlib.sha1(source.encode("utf-8")).hexdigest())
 
 

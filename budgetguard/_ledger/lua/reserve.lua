@@ -12,30 +12,10 @@
 -- returned as stored so the caller adds them exactly; the comparison here uses Lua numbers,
 -- exact below 2^53 picodollars (about $9,007) and within a few picodollars above that.
 
--- Integers stay strings end to end so Redis adds them exactly (64-bit), not as Lua doubles.
-local function negate(n)
-  if n == '0' then return '0' end
-  return '-' .. n
-end
-
 local holds, expiry, reserved = KEYS[1], KEYS[2], KEYS[3]
 local now = ARGV[1]
 
--- Holds past their expiry (a crashed or slow process) stop counting.
-local expired = redis.call('ZRANGEBYSCORE', expiry, '-inf', now)
-for _, id in ipairs(expired) do
-  local held = redis.call('HGET', holds, id)
-  if held and held ~= 'done' then
-    local p, t, r = string.match(held, '^(%S+) (%S+) (%S+)$')
-    redis.call('HINCRBY', reserved, 'p', negate(p))
-    redis.call('HINCRBY', reserved, 't', negate(t))
-    redis.call('HINCRBY', reserved, 'r', negate(r))
-  end
-  redis.call('HDEL', holds, id)
-end
-if #expired > 0 then
-  redis.call('ZREMRANGEBYSCORE', expiry, '-inf', now)
-end
+purge_expired(holds, expiry, reserved, now)
 
 -- A retried call (its reply was lost) must not reserve twice.
 if redis.call('HEXISTS', holds, ARGV[2]) == 1 then

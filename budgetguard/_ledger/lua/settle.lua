@@ -10,29 +10,14 @@
 -- Returns 1 when settled, 0 when the hold was already settled or released (a repeat is ignored).
 -- A hold that is no longer known (it expired) is settled all the same: the spend is real.
 
--- Integers stay strings end to end so Redis adds them exactly (64-bit), not as Lua doubles.
-local function negate(n)
-  if n == '0' then return '0' end
-  return '-' .. n
-end
-
 local holds, expiry, reserved = KEYS[1], KEYS[2], KEYS[3]
 local id = ARGV[1]
 
 -- An empty id is spend charged without a reservation: every such settle counts.
 if id ~= '' then
-  local held = redis.call('HGET', holds, id)
-  if held == 'done' then
+  if finish_hold(holds, expiry, reserved, id, ARGV[2]) == 'done' then
     return 0
   end
-  if held then
-    local p, t, r = string.match(held, '^(%S+) (%S+) (%S+)$')
-    redis.call('HINCRBY', reserved, 'p', negate(p))
-    redis.call('HINCRBY', reserved, 't', negate(t))
-    redis.call('HINCRBY', reserved, 'r', negate(r))
-  end
-  redis.call('HSET', holds, id, 'done')
-  redis.call('ZADD', expiry, ARGV[2], id)
 end
 
 redis.call('HINCRBY', KEYS[4], 'p', ARGV[3])
