@@ -14,17 +14,15 @@ import time
 import warnings
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from budgetguard._errors import BudgetExceeded, EstimatedUsageWarning, UnderReservedWarning
 from budgetguard._ledger import Amount, Hold, Refused, SpendRecord, picos_to_usd, usd_to_picos
 from budgetguard._policies import Clamp, Wait, Warn
+from budgetguard._preflight import Plan, plan_request
 from budgetguard._scopes import Budget, Scope
 from budgetguard._settings import current_settings
-from budgetguard._usage import Usage, UsageFormatError
-
-if TYPE_CHECKING:
-    from budgetguard._preflight import Plan
+from budgetguard._usage import TokenCounts, Usage, UsageFormatError
 
 __all__ = ["MeteredCall", "ReservationWatch", "endpoint_of", "watching"]
 
@@ -77,45 +75,58 @@ def endpoint_of(method: str, url: str) -> str | None:
 
 _STREAM_USAGE_ENDPOINTS = ("chat.completions", "completions")
 _TERMINAL_RESPONSE_EVENTS = ("response.completed", "response.incomplete", "response.failed")
+_NOTHING = Amount()
+# Guards every call's ``finished`` flag (settle, fail and a stream's finalizer may race). One
+# lock for all calls rather than one per call: it is held only to flip a flag.
+_finish_lock = threading.Lock()
 
 
 class MeteredCall:
     """The state of one logical request (all its SDK retries) inside one or more scopes."""
+
+    # One is built per API call: slots make that, and every attribute read after it, cheaper.
+    __slots__ = (
+        "_edited", "_last_stream_usage", "_saw_final_usage_chunk", "_server_count", "_text",
+        "attempts", "body", "budgets", "client", "endpoint", "estimate", "finished", "holds",
+        "injected_stream_usage", "model", "reserved", "scopes", "stream", "stream_started",
+    )  # fmt: skip
 
     def __init__(
         self, endpoint: str, body: Mapping[str, Any], scopes: tuple[Scope, ...], client: Any = None
     ) -> None:
         self.endpoint = endpoint
         self.client = client  # the SDK client, for exact mode's server-side token count
-        self.body: dict[str, Any] = dict(body)
+        # The body to send: the caller's mapping until budgetguard changes it (see _edit_body).
+        self.body: Mapping[str, Any] = body
+        self._edited: dict[str, Any] | None = None
         # A scope entered twice (nested in itself) is still charged once.
-        self.scopes = tuple(dict.fromkeys(scopes))
+        self.scopes = scopes if len(scopes) < 2 else tuple(dict.fromkeys(scopes))
         self.model = str(body.get("model") or "")
         self.stream = bool(body.get("stream"))
         # Innermost first: the tightest cap refuses before outer budgets are touched.
         self.budgets: list[Budget] = [s for s in reversed(self.scopes) if isinstance(s, Budget)]
         self.holds: dict[int, Hold] = {}
         self.estimate: Plan | None = None
-        self.reserved = Amount()
+        self.reserved = _NOTHING
         self.injected_stream_usage = False
         self.attempts = 0
         self.finished = False
         self.stream_started = False
-        self._lock = threading.Lock()
         self._text: list[str] = []
         self._last_stream_usage: tuple[Mapping[str, Any], str | None, str | None] | None = None
         self._saw_final_usage_chunk = False
         self._server_count: int | None = None
 
     # ------------------------------------------------------------------ before sending
-    def prepare(self) -> dict[str, Any]:
-        """Check the price, inject stream usage, reserve the worst case. Returns the body to send."""
+    def prepare(self) -> Mapping[str, Any]:
+        """Check the price, inject stream usage, reserve the worst case. Returns the body to send:
+        the one it was given unless budgetguard changed it (then a copy)."""
         self._prepare_body()
         if self.budgets:
             self._reserve_all(time.sleep)
         return self.body
 
-    async def prepare_async(self, sleep: Callable[[float], Awaitable[None]]) -> dict[str, Any]:
+    async def prepare_async(self, sleep: Callable[[float], Awaitable[None]]) -> Mapping[str, Any]:
         self._prepare_body()
         if self.budgets:
             await self._count_on_server_async()
@@ -145,14 +156,23 @@ class MeteredCall:
             if not (isinstance(options, Mapping) and options.get("include_usage")):
                 merged = dict(options) if isinstance(options, Mapping) else {}
                 merged["include_usage"] = True
-                self.body["stream_options"] = merged
+                self._edit_body()["stream_options"] = merged
                 self.injected_stream_usage = True
+
+    def _edit_body(self) -> dict[str, Any]:
+        """The body to change: copied on the first change, so the caller's mapping never is."""
+        body = self._edited
+        if body is None:
+            body = self.body = self._edited = dict(self.body)
+        return body
 
     def _estimate(self) -> Plan:
         if self.estimate is None:
-            from budgetguard._preflight import plan_request
-
-            assume = next((b.assume_output_tokens for b in self.budgets if b.assume_output_tokens), None)
+            assume = None
+            for budget in self.budgets:  # the innermost budget that sets it
+                if budget.assume_output_tokens:
+                    assume = budget.assume_output_tokens
+                    break
             exact_mode = current_settings().exact_estimates and not _is_async_client(self.client)
             self.estimate = plan_request(
                 self.endpoint,
@@ -165,14 +185,11 @@ class MeteredCall:
 
     def _amount(self, output_tokens: int | None = None) -> Amount:
         est = self._estimate()
-        out = est.reserved_output_tokens if output_tokens is None else output_tokens
+        prompt = est.tokens.prompt_tokens_upper
         if output_tokens is None:
-            usd = est.max_usd
-        else:
-            _, usd = (
-                current_settings().price_book().cost_bounds(self.model, est.tokens.prompt_tokens_upper, out)
-            )
-        return Amount(usd_to_picos(usd), est.tokens.prompt_tokens_upper + out, 1)
+            return Amount(est.max_picos, prompt + est.reserved_output_tokens, 1)
+        _, usd = current_settings().price_book().cost_bounds(self.model, prompt, output_tokens)
+        return Amount(usd_to_picos(usd), prompt + output_tokens, 1)
 
     def _try_reserve_all(self, amount: Amount) -> tuple[Budget, Refused] | None:
         """Reserve in every budget, innermost first; on a refusal roll back and report it."""
@@ -262,7 +279,7 @@ class MeteredCall:
                 detail=f"clamp: only {max(per_choice, 0)} output tokens would fit, "
                 f"the minimum is {policy.min_output_tokens}",
             )
-        self.body[_cap_field(self.endpoint, self.body)] = per_choice
+        self._edit_body()[_cap_field(self.endpoint, self.body)] = per_choice
         return self._amount(per_choice * choices)
 
     def _exceeded(self, budget: Budget, refused: Refused, *, detail: str = "") -> BudgetExceeded:
@@ -287,7 +304,7 @@ class MeteredCall:
     # ------------------------------------------------------------------ after sending
     def observe(self, data: Any) -> None:
         """Read one response body or stream event the SDK parsed."""
-        if self.finished or not isinstance(data, Mapping):
+        if self.finished or (type(data) is not dict and not isinstance(data, Mapping)):
             return
         inner = data.get("data")
         if "event" in data and isinstance(inner, Mapping):
@@ -369,16 +386,18 @@ class MeteredCall:
     def settle(self, raw_usage: Any, response_model: str | None, service_tier: str | None) -> None:
         """Replace every reservation with what the server reported."""
         try:
-            usage = Usage.from_openai(raw_usage)
+            counts = TokenCounts.from_openai(raw_usage)
         except UsageFormatError as exc:
             self.settle_estimated(f"the server's usage was unreadable ({exc})")
             return
         book = current_settings().price_book()
         # Price the model that answered (a dated snapshot may be priced apart); fall back to
         # the model asked for when the answering name is unknown.
-        model = response_model if response_model and book.knows(response_model) else self.model
-        cost = book.cost(usage, model, service_tier=service_tier)
-        self._finish(usage.with_cost(cost), response_model or self.model, estimated=False)
+        model = self.model
+        if response_model and response_model != model and book.knows(response_model):
+            model = response_model
+        usage = Usage.of_request(counts, book.cost(counts, model, service_tier=service_tier))
+        self._finish(usage, response_model or self.model, estimated=False)
 
     def settle_estimated(self, reason: str) -> None:
         """Charge a billed call whose usage we never saw: prompt estimate + output seen so far."""
@@ -403,7 +422,7 @@ class MeteredCall:
 
     def fail(self) -> None:
         """The request failed without being billed: drop every reservation."""
-        with self._lock:
+        with _finish_lock:
             if self.finished:
                 return
             self.finished = True
@@ -413,15 +432,12 @@ class MeteredCall:
                 budget._release(hold)
 
     def _finish(self, usage: Usage, model: str, *, estimated: bool) -> None:
-        with self._lock:
+        with _finish_lock:
             if self.finished:
                 return
             self.finished = True
         over = False
-        if self.budgets:
-            actual = Amount.of_usage(usage)
-            path = "/".join(scope.name for scope in self.scopes)
-            now = time.time()
+        actual = Amount.of_usage(usage) if self.budgets else _NOTHING
         for scope in self.scopes:
             if isinstance(scope, Budget):
                 hold = self.holds.get(id(scope))
@@ -429,17 +445,8 @@ class MeteredCall:
                     actual.picos > hold.amount.picos or actual.tokens > hold.amount.tokens
                 ):
                     over = True
-                record = SpendRecord(
-                    time=now,
-                    budget=scope.name,
-                    key=scope.key,
-                    scope_path=path,
-                    model=model,
-                    endpoint=self.endpoint,
-                    usage=usage,
-                    reserved_usd=self.reserved.usd,
-                    estimated=estimated,
-                )
+                # A ledger that keeps no records (the in-memory default) is not given one.
+                record = self._record(scope, usage, model, estimated) if scope.ledger.keeps_records else None
                 scope._settle(hold, actual, record)
             scope._add_usage(model, usage)
         if over:
@@ -450,6 +457,19 @@ class MeteredCall:
                 UnderReservedWarning,
                 stacklevel=3,
             )
+
+    def _record(self, budget: Budget, usage: Usage, model: str, estimated: bool) -> SpendRecord:
+        return SpendRecord(
+            time=time.time(),
+            budget=budget.name,
+            key=budget.key,
+            scope_path="/".join(scope.name for scope in self.scopes),
+            model=model,
+            endpoint=self.endpoint,
+            usage=usage,
+            reserved_usd=self.reserved.usd,
+            estimated=estimated,
+        )
 
 
 def _is_async_client(client: Any) -> bool:

@@ -108,49 +108,41 @@ def _begin(client: Any, options: Any) -> MeteredCall | None:
         return None
     endpoint = endpoint_of(str(getattr(options, "method", "")), str(getattr(options, "url", "")))
     body = getattr(options, "json_data", None)
-    if endpoint is None or not isinstance(body, Mapping):
+    if endpoint is None or (type(body) is not dict and not isinstance(body, Mapping)):
         return None
     return MeteredCall(endpoint, body, _active.get(), client)
 
 
-def _with_body(options: Any, body: dict[str, Any]) -> Any:
-    if body == options.json_data:
-        return options
+def _options_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``options`` in request(cast_to, options, ...), passed by position or by keyword."""
+    return args[1] if len(args) >= 2 else kwargs.get("options")
+
+
+def _send(
+    args: tuple[Any, ...], kwargs: dict[str, Any], options: Any, body: Mapping[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """request()'s arguments, with options carrying ``body`` if budgetguard changed the body."""
+    if body is options.json_data:  # the usual case: nothing to change
+        return args, kwargs
     from openai._compat import model_copy
 
     # The SDK copies options per attempt from the object we pass, so retries send this body too.
     copied = model_copy(options)
     copied.json_data = body
-    return copied
-
-
-def _split(
-    args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> tuple[Any, Callable[[Any], tuple[tuple[Any, ...], dict[str, Any]]]]:
-    """Find ``options`` in request(cast_to, options, ...) and a way to put a new one back."""
     if len(args) >= 2:
-
-        def put_positional(new: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
-            return (args[0], new, *args[2:]), kwargs
-
-        return args[1], put_positional
-
-    def put_keyword(new: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        return args, {**kwargs, "options": new}
-
-    return kwargs.get("options"), put_keyword
+        return (args[0], copied, *args[2:]), kwargs
+    return args, {**kwargs, "options": copied}
 
 
 def _wrap_sync_request(original: Callable[..., Any]) -> Callable[..., Any]:
     def request(self: Any, *args: Any, **kwargs: Any) -> Any:
         if not _active.get():
             return original(self, *args, **kwargs)
-        options, put = _split(args, kwargs)
+        options = _options_of(args, kwargs)
         call = _begin(self, options)
         if call is None:
             return original(self, *args, **kwargs)
-        body = call.prepare()
-        args, kwargs = put(_with_body(options, body))
+        args, kwargs = _send(args, kwargs, options, call.prepare())
         token = _current_call.set(call)
         try:
             result = original(self, *args, **kwargs)
@@ -170,12 +162,11 @@ def _wrap_async_request(original: Callable[..., Any]) -> Callable[..., Any]:
     async def request(self: Any, *args: Any, **kwargs: Any) -> Any:
         if not _active.get():
             return await original(self, *args, **kwargs)
-        options, put = _split(args, kwargs)
+        options = _options_of(args, kwargs)
         call = _begin(self, options)
         if call is None:
             return await original(self, *args, **kwargs)
-        body = await call.prepare_async(asyncio.sleep)
-        args, kwargs = put(_with_body(options, body))
+        args, kwargs = _send(args, kwargs, options, await call.prepare_async(asyncio.sleep))
         token = _current_call.set(call)
         try:
             result = await original(self, *args, **kwargs)

@@ -41,10 +41,9 @@ class Clamp(Policy):
     min_output_tokens: int = 1
 
     def __post_init__(self) -> None:
-        if self.min_output_tokens < 1:
-            raise ConfigError(
-                f"Clamp(min_output_tokens=...) must be at least 1, got {self.min_output_tokens}"
-            )
+        value = self.min_output_tokens
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"Clamp(min_output_tokens=...) must be a whole number >= 1, got {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,10 +55,13 @@ class Wait(Policy):
     max_wait: float = 60.0
 
     def __post_init__(self) -> None:
-        if not (self.max_wait >= 0 and math.isfinite(self.max_wait)):
-            raise ConfigError(
-                f"Wait(max_wait=...) must be a finite number of seconds >= 0, got {self.max_wait}"
-            )
+        value = self.max_wait
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not (value >= 0 and math.isfinite(value))
+        ):
+            raise ConfigError(f"Wait(max_wait=...) must be a finite number of seconds >= 0, got {value!r}")
 
 
 _BY_NAME: dict[str, type[Policy]] = {"raise": Raise, "warn": Warn, "clamp": Clamp, "wait": Wait}

@@ -7,10 +7,12 @@ one is assumed to use, and prices both ends. The enforcement path and the public
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
+
+from budgetguard._settings import current_settings
 
 if TYPE_CHECKING:
     from budgetguard._estimate import TokenEstimate
@@ -158,7 +160,22 @@ class Plan:
 
     tokens: TokenEstimate
     reserved_output_tokens: int
-    max_usd: Decimal
+    #: The worst case in picodollars, rounded up: what budgets reserve.
+    max_picos: int
+
+
+_count_request: Callable[..., TokenEstimate] | None = None
+
+
+def _counter() -> Callable[..., TokenEstimate]:
+    # The estimator is imported on first use (about 25 ms of modules), then kept: a function-level
+    # import statement would cost a module lookup on every call.
+    global _count_request
+    if _count_request is None:
+        from budgetguard._estimate import count_request
+
+        _count_request = count_request
+    return _count_request
 
 
 def plan_request(
@@ -171,13 +188,10 @@ def plan_request(
     server_prompt_tokens: int | None = None,
 ) -> Plan:
     """The worst case of a request, as reserved; see :func:`estimate_request`."""
-    from budgetguard._estimate import count_request
-    from budgetguard._settings import current_settings
-
     settings = current_settings()
     if safety_margin is None:
         safety_margin = settings.safety_margin
-    tokens = count_request(endpoint, body, safety_margin=safety_margin)
+    tokens = _counter()(endpoint, body, safety_margin=safety_margin)
     if server_prompt_tokens is None and not tokens.exact and needs_server_count(endpoint, body, client):
         server_prompt_tokens = server_input_tokens(client, body)
     if server_prompt_tokens is not None:
@@ -198,7 +212,7 @@ def plan_request(
             assume_output_tokens if assume_output_tokens is not None else settings.assume_output_tokens,
         )
         reserved_output = per_choice * _choices(endpoint, body)
-    _, high = settings.price_book().cost_bounds(
+    high = settings.price_book().max_cost_picos(
         tokens.model, tokens.prompt_tokens_upper, reserved_output, images=tokens.image_tokens > 0
     )
     return Plan(tokens, reserved_output, high)
@@ -224,8 +238,6 @@ def estimate_request(
     is counted by the server's ``responses.input_tokens.count`` instead; that call is neither
     metered nor billed. ``server_prompt_tokens`` passes a count already obtained.
     """
-    from budgetguard._settings import current_settings
-
     plan = plan_request(
         endpoint,
         body,
@@ -237,6 +249,9 @@ def estimate_request(
     tokens = plan.tokens
     book = current_settings().price_book()
     low, _ = book.cost_bounds(tokens.model, tokens.prompt_tokens, 0)
+    _, high = book.cost_bounds(
+        tokens.model, tokens.prompt_tokens_upper, plan.reserved_output_tokens, images=tokens.image_tokens > 0
+    )
     return Estimate(
         endpoint=tokens.endpoint,
         model=tokens.model,
@@ -245,7 +260,7 @@ def estimate_request(
         max_output_tokens=tokens.max_output_tokens,
         reserved_output_tokens=plan.reserved_output_tokens,
         min_usd=low,
-        max_usd=plan.max_usd,
+        max_usd=high,
         exact=tokens.exact,
         reasons=tokens.reasons,
         price_source=book.resolve(tokens.model).source,

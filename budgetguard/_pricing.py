@@ -79,7 +79,7 @@ from time import time as _wall_time
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from budgetguard._errors import BudgetGuardWarning, ConfigError, UnknownModelError, UnknownModelWarning
-from budgetguard._usage import Usage
+from budgetguard._usage import TokenCounts, Usage
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -100,6 +100,7 @@ _HALF: Final = Decimal("0.5")
 _ONE: Final = Decimal(1)
 _ZERO: Final = Decimal(0)
 _PER_TOKENS: Final = 6  # rates are per 10**6 tokens
+_PICO_EXPONENT: Final = 12  # a picodollar is 10**-12 USD, the unit ledgers count in
 
 # Exact arithmetic when scaling rates, independent of the caller's decimal context.
 _EXACT = Context(prec=200)
@@ -428,9 +429,9 @@ class PriceBook:
         return names[0]
 
     def cost(
-        self, usage: Usage, model: str, *, service_tier: str | None = None, batch: bool = False
+        self, usage: Usage | TokenCounts, model: str, *, service_tier: str | None = None, batch: bool = False
     ) -> Decimal:
-        """The exact dollar cost of one call's ``usage`` on ``model``.
+        """The exact dollar cost of one call's ``usage`` (or its token counts) on ``model``.
 
         One call, because the long-context tier is decided by that call's prompt size. Pass the
         ``service_tier`` the response reports and ``batch=True`` for Batch API results. Raises
@@ -497,6 +498,46 @@ class PriceBook:
         the prompt and output may be audio/image tokens, so their rates count too. ``min``: no
         output and the whole prompt at the cheapest input rate (cached, if the model has one).
         """
+        low, high, exponent = self._bounds(
+            model, prompt_tokens, max_output_tokens, service_tier, batch, audio=audio, images=images
+        )
+        return _money(low, exponent), _money(high, exponent)
+
+    def max_cost_picos(
+        self,
+        model: str,
+        prompt_tokens: int,
+        max_output_tokens: int,
+        *,
+        service_tier: str | None = None,
+        batch: bool = False,
+        audio: bool = False,
+        images: bool = False,
+    ) -> int:
+        """The ``max`` of :meth:`cost_bounds` in whole picodollars (10**-12 USD), rounded up.
+
+        What a budget reserves for a request. It runs before every budgeted call, so it stays in
+        integers: no ``Decimal`` is built, and no decimal context can round it down.
+        """
+        _, high, exponent = self._bounds(
+            model, prompt_tokens, max_output_tokens, service_tier, batch, audio=audio, images=images
+        )
+        shift = exponent + _PICO_EXPONENT
+        scale: int = 10 ** abs(shift)
+        return high * scale if shift >= 0 else -(-high // scale)  # rounded up
+
+    def _bounds(
+        self,
+        model: str,
+        prompt_tokens: int,
+        max_output_tokens: int,
+        service_tier: str | None,
+        batch: bool,
+        *,
+        audio: bool,
+        images: bool,
+    ) -> tuple[int, int, int]:
+        """``cost_bounds`` as integer units and their exponent: ``(low, high, exponent)``."""
         if prompt_tokens < 0 or max_output_tokens < 0:
             raise ValueError(
                 f"token counts must not be negative, got prompt_tokens={prompt_tokens}, "
@@ -518,7 +559,7 @@ class PriceBook:
             output_max = max(output_max, tier.output_image)
         low = prompt_tokens * min(tier.input, tier.cached)
         high = prompt_tokens * input_max + max_output_tokens * output_max
-        return _money(low, entry.exponent), _money(high, entry.exponent)
+        return low, high, entry.exponent
 
     # -- resolution --------------------------------------------------------------------------
 

@@ -60,6 +60,19 @@ def active_scopes() -> tuple[Scope, ...]:
     return _active.get()
 
 
+_instrument: Callable[[], None] | None = None
+
+
+def _install_hooks() -> None:
+    # Imported on first use (it imports openai), then kept: entering a scope is on the hot path.
+    global _instrument
+    if _instrument is None:
+        from budgetguard._instrument import instrument
+
+        _instrument = instrument
+    _instrument()
+
+
 class Scope:
     """Common behaviour of trackers and budgets: a name, a usage tally, entering and leaving."""
 
@@ -68,14 +81,20 @@ class Scope:
             raise ConfigError(f"a scope name must be a non-empty string, got {name!r}")
         self.name = name or type(self).__name__.lower()
         self._lock = threading.Lock()
-        self._usage = Usage()
         self._by_model: dict[str, Usage] = {}
+        # The total is summed from _by_model when it is read (None: not summed since the last
+        # call settled), so settling a call adds one Usage here, not two.
+        self._total: Usage | None = Usage()
 
     # -- tallies -------------------------------------------------------------------------------
     @property
     def usage(self) -> Usage:
         """Everything settled inside this scope so far (calls in nested scopes included)."""
-        return self._usage
+        total = self._total
+        if total is None:
+            with self._lock:
+                total = self._total = sum(self._by_model.values(), Usage())
+        return total
 
     @property
     def by_model(self) -> dict[str, Usage]:
@@ -85,17 +104,16 @@ class Scope:
 
     def _add_usage(self, model: str, usage: Usage) -> None:
         with self._lock:
-            self._usage = self._usage + usage
-            self._by_model[model] = self._by_model.get(model, Usage()) + usage
+            before = self._by_model.get(model)
+            self._by_model[model] = usage if before is None else before + usage
+            self._total = None
 
     def __str__(self) -> str:
-        return str(self._usage)
+        return str(self.usage)
 
     # -- entering and leaving ------------------------------------------------------------------
     def __enter__(self) -> Any:
-        from budgetguard._instrument import instrument  # installing is automatic on first use
-
-        instrument()
+        _install_hooks()  # installing is automatic on first use
         _active.set((*_active.get(), self))
         return self
 
@@ -103,6 +121,9 @@ class Scope:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         stack = _active.get()
+        if stack and stack[-1] is self:  # the usual case
+            _active.set(stack[:-1])
+            return
         # Remove this scope's innermost entry. Normally it is the top; if user code left an
         # inner scope open (a generator paused mid-block), we still unwind the right one.
         for i in range(len(stack) - 1, -1, -1):
@@ -196,7 +217,7 @@ class UsageTracker(Scope):
         return UsageTracker(self.name)
 
     def __repr__(self) -> str:
-        return f"UsageTracker(name={self.name!r}, usage={self._usage.to_dict()!r})"
+        return f"UsageTracker(name={self.name!r}, usage={self.usage.to_dict()!r})"
 
 
 @overload

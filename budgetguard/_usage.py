@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
-__all__ = ["Usage", "UsageFormatError", "format_usd"]
+__all__ = ["TokenCounts", "Usage", "UsageFormatError", "format_usd"]
 
 _ZERO = Decimal(0)
 
@@ -151,14 +151,42 @@ class Usage:
 
     @classmethod
     def from_openai(cls, raw: Mapping[str, Any]) -> Usage:
-        """Normalise a usage object as the API reports it (one request).
+        """Normalise a usage object as the API reports it (one request, cost not yet known).
 
         Understands Chat Completions (``prompt_tokens``/``completion_tokens`` with their
         ``*_details``), Responses (``input_tokens``/``output_tokens``), embeddings and legacy
         completions. Missing fields count as 0; a field of the wrong type or sign raises
         :class:`UsageFormatError` naming it.
         """
-        if not isinstance(raw, Mapping):
+        return cls(*TokenCounts.from_openai(raw), 1)
+
+    @classmethod
+    def of_request(cls, counts: TokenCounts, cost_usd: Decimal) -> Usage:
+        """One request's usage: its token counts and what they cost."""
+        return cls(*counts, 1, cost_usd)  # TokenCounts lists Usage's token fields, in order
+
+
+class TokenCounts(NamedTuple):
+    """The token fields of one request's :class:`Usage`, before it is priced.
+
+    The call path parses a response's usage into these, prices them, then builds the ``Usage``
+    once (``Usage.of_request``) rather than building it twice, without and with its cost.
+    """
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    input_audio_tokens: int = 0
+    output_audio_tokens: int = 0
+    input_image_tokens: int = 0
+    output_image_tokens: int = 0
+
+    @classmethod
+    def from_openai(cls, raw: Mapping[str, Any]) -> TokenCounts:
+        """The counts of a usage object as the API reports it; see :meth:`Usage.from_openai`."""
+        if type(raw) is not dict and not isinstance(raw, Mapping):
             raise UsageFormatError(f"usage must be an object, got {type(raw).__name__}")
         prompt = _first_int(raw, "prompt_tokens", "input_tokens")
         completion = _first_int(raw, "completion_tokens", "output_tokens")
@@ -202,7 +230,6 @@ class Usage:
             output_audio,
             input_image,
             output_image,
-            1,
         )
 
 
@@ -216,18 +243,31 @@ def _details(raw: Mapping[str, Any], *names: str) -> Mapping[str, Any]:
         value = raw.get(name)
         if value is None:
             continue
-        if not isinstance(value, Mapping):
+        if type(value) is not dict and not isinstance(value, Mapping):  # dict first: the usual case
             raise UsageFormatError(f"usage.{name} must be an object, got {type(value).__name__}")
         return value
     return {}
 
 
+# The two readers below run a dozen times per API call: a plain non-negative int (or absent)
+# is accepted inline, anything else goes through _checked_count for its conversion or error.
 def _int_field(raw: Mapping[str, Any], name: str) -> int | None:
     value = raw.get(name)
-    if value is None:
-        return None
-    if type(value) is int and value >= 0:  # the usual case, checked first: this runs per call
+    if value is None or (type(value) is int and value >= 0):
         return value
+    return _checked_count(name, value)
+
+
+def _first_int(raw: Mapping[str, Any], *names: str) -> int | None:
+    for name in names:
+        value = raw.get(name)
+        if value is not None:
+            return value if type(value) is int and value >= 0 else _checked_count(name, value)
+    return None
+
+
+def _checked_count(name: str, value: object) -> int:
+    """A token count that is not a plain non-negative int: a whole float, or an error naming it."""
     # bool is an int subclass; a server sending true for a count is broken, not 1.
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise UsageFormatError(f"usage field {name!r} must be a number, got {value!r}")
@@ -238,11 +278,3 @@ def _int_field(raw: Mapping[str, Any], name: str) -> int | None:
     if value < 0:
         raise UsageFormatError(f"usage field {name!r} must not be negative, got {value!r}")
     return value
-
-
-def _first_int(raw: Mapping[str, Any], *names: str) -> int | None:
-    for name in names:
-        value = _int_field(raw, name)
-        if value is not None:
-            return value
-    return None

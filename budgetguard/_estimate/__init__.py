@@ -56,7 +56,7 @@ def count_request(
     counter = _COUNTERS.get(endpoint)
     if counter is None:
         raise EstimateError(f"unknown endpoint {endpoint!r}: expected one of {', '.join(ENDPOINTS)}")
-    if not isinstance(body, Mapping):
+    if type(body) is not dict and not isinstance(body, Mapping):  # dict first: the usual case
         raise EstimateError(f"{endpoint} body: expected a JSON object, got {json_type(body)}")
     model = body.get("model")
     if model is None:

@@ -42,6 +42,10 @@ from budgetguard._estimate._unknown import unknown_json
 __all__ = ["count_chat"]
 
 _SYSTEM_ROLES = ("system", "developer")
+_RESULT_ROLES = ("tool", "function")
+_TEXT_MESSAGE_KEYS = frozenset({"role", "content"})
+# The body fields that define tools or a response format (system sections) or choose a tool.
+_SECTION_KEYS = frozenset({"tools", "functions", "tool_choice", "function_call", "response_format"})
 
 
 def count_chat(body: Mapping[str, Any], profile: Profile, tally: Tally) -> None:
@@ -53,16 +57,29 @@ def count_chat(body: Mapping[str, Any], profile: Profile, tally: Tally) -> None:
     if not messages:
         fail("messages", "must contain at least one message")
 
-    defs = _function_defs(body, tally)
-    check_tool_choice(body.get("tool_choice"), "tool_choice")
-    check_tool_choice(body.get("function_call"), "function_call")
-    tools = render_functions(defs) if defs else None
-    fmt = _response_format(body)
+    tools = fmt = None
+    if not body.keys().isdisjoint(_SECTION_KEYS):  # most requests have none of them
+        defs = _function_defs(body, tally)
+        check_tool_choice(body.get("tool_choice"), "tool_choice")
+        check_tool_choice(body.get("function_call"), "function_call")
+        tools = render_functions(defs) if defs else None
+        fmt = _response_format(body)
 
     call_names: dict[str, str] = {}
+    per_message = profile.tokens_per_message
     total = profile.reply_priming + profile.hidden_prompt
     host: str | None = None  # the first system text: tool and format sections extend it
     for index, raw in enumerate(messages):
+        # Most messages are {"role": ..., "content": "text"}: counted here as _message counts
+        # them, without its reads of absent fields and the JSON paths it keeps for errors.
+        if type(raw) is dict and raw.keys() <= _TEXT_MESSAGE_KEYS:
+            role = raw.get("role")
+            content = raw.get("content")
+            if type(role) is str and type(content) is str and role not in _RESULT_ROLES:
+                if host is None and role in _SYSTEM_ROLES:
+                    host = content
+                total += per_message + profile.count_role(role) + profile.count(content)
+                continue
         path = at("messages", index)
         message = need_mapping(raw, path)
         role = message.get("role")
@@ -147,7 +164,7 @@ def _message(
     content = message.get("content")
     tokens = 0
 
-    if role in ("tool", "function"):
+    if role in _RESULT_ROLES:
         if role == "tool":
             call_id = opt_str(message, "tool_call_id", path)
             name = call_names.get(call_id) if call_id else None
@@ -163,7 +180,9 @@ def _message(
             call_names[call_id] = name
     has_text = content is not None and content != "" and content != []
     if has_text or not calls:
-        tokens += per_message + count(role) + _content(content, at(path, "content"), profile, tally)
+        tokens += (
+            per_message + profile.count_role(role) + _content(content, at(path, "content"), profile, tally)
+        )
         name = opt_str(message, "name", path)
         if name:
             tokens += count(name) + profile.tokens_per_name

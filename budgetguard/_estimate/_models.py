@@ -18,7 +18,7 @@ The constants marked *calibrated* were fitted on real recordings (see
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -141,6 +141,12 @@ class Profile:
     #: Plain token count of a text in this model's encoding (no special tokens recognised).
     count: Callable[[str], int] = field(repr=False, compare=False)
     assumptions: tuple[str, ...] = ()
+    #: ``count`` of the usual role names, done once: every chat message has a role.
+    role_tokens: Mapping[str, int] = field(default_factory=dict, repr=False, compare=False)
+
+    def count_role(self, role: str) -> int:
+        tokens = self.role_tokens.get(role)
+        return self.count(role) if tokens is None else tokens
 
 
 def normalize_model(model: str) -> str:
@@ -153,6 +159,7 @@ def normalize_model(model: str) -> str:
     return name
 
 
+_ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 _cache: dict[str, Profile] = {}
 _cache_lock = threading.Lock()
 
@@ -204,4 +211,5 @@ def _build(model: str) -> Profile:
         image=family.image,
         count=count,
         assumptions=tuple(assumptions),
+        role_tokens={role: count(role) for role in _ROLES},
     )

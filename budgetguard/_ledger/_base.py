@@ -11,7 +11,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from decimal import ROUND_CEILING, Decimal
+from decimal import Decimal
 from typing import Literal, Protocol
 
 from budgetguard._usage import Usage
@@ -36,12 +36,13 @@ PICOS_PER_USD = 10**12
 #: Seconds a settled or released hold id is remembered, so a repeated settle is not counted twice.
 DONE_GRACE = 120.0
 LimitKind = Literal["usd", "tokens", "requests"]
-_KINDS: tuple[LimitKind, ...] = ("usd", "tokens", "requests")
 
 
 def usd_to_picos(usd: Decimal) -> int:
     """Dollars to whole picodollars, rounded up so a reservation is never short."""
-    return int((usd * PICOS_PER_USD).to_integral_value(rounding=ROUND_CEILING))
+    # In integers: exact whatever the decimal context, and cheaper than Decimal arithmetic.
+    numerator, denominator = usd.as_integer_ratio()
+    return -(-numerator * PICOS_PER_USD // denominator)
 
 
 def picos_to_usd(picos: int) -> Decimal:
@@ -87,10 +88,13 @@ class Limits:
 
     def first_exceeded(self, used: Amount, requested: Amount) -> LimitKind | None:
         """The first dimension in which ``used + requested`` would pass its cap."""
-        for kind in _KINDS:
-            limit = self.get(kind)
-            if limit is not None and used.get(kind) + requested.get(kind) > limit:
-                return kind
+        # Spelled out rather than a loop over the kinds: every reservation runs it.
+        if self.picos is not None and used.picos + requested.picos > self.picos:
+            return "usd"
+        if self.tokens is not None and used.tokens + requested.tokens > self.tokens:
+            return "tokens"
+        if self.requests is not None and used.requests + requested.requests > self.requests:
+            return "requests"
         return None
 
     @property
