@@ -40,6 +40,7 @@ from budgetguard._scopes import (
 )
 from budgetguard._settings import configure, reset_settings
 from budgetguard._usage import Usage
+from budgetguard._windows import Calendar, Rolling, parse_window
 
 if TYPE_CHECKING:
     from budgetguard._preflight import Estimate, estimate_request
@@ -53,6 +54,7 @@ __all__ = [
     "BudgetExceeded",
     "BudgetGuardError",
     "BudgetGuardWarning",
+    "Calendar",
     "Clamp",
     "ConfigError",
     "Estimate",
@@ -62,6 +64,7 @@ __all__ = [
     "Policy",
     "PriceBook",
     "Raise",
+    "Rolling",
     "ScopedThreadPoolExecutor",
     "SoftCapWarning",
     "StoreError",
@@ -78,6 +81,7 @@ __all__ = [
     "configure",
     "estimate_request",
     "instrument",
+    "parse_window",
     "propagate",
     "reset_settings",
     "retry",

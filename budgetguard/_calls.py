@@ -16,15 +16,30 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from decimal import Decimal
 from typing import Any
 
-from budgetguard._errors import BudgetExceeded, EstimatedUsageWarning, UnderReservedWarning
-from budgetguard._ledger import Amount, Hold, Refused, SpendRecord, picos_to_usd, usd_to_picos
+from budgetguard._errors import (
+    BudgetExceeded,
+    BudgetGuardError,
+    BudgetGuardWarning,
+    EstimatedUsageWarning,
+    UnderReservedWarning,
+)
+from budgetguard._estimate import count_text
+from budgetguard._ledger import Amount, Hold, Refused, SpendRecord, picos_to_usd
 from budgetguard._policies import Clamp, Wait, Warn
-from budgetguard._preflight import Plan, plan_request
+from budgetguard._preflight import Plan, billed_choices, plan_request
 from budgetguard._scopes import Budget, Scope
 from budgetguard._settings import current_settings
 from budgetguard._usage import TokenCounts, Usage, UsageFormatError
 
-__all__ = ["MeteredCall", "ReservationWatch", "endpoint_of", "watching"]
+__all__ = [
+    "MeteredCall",
+    "ReservationWatch",
+    "defer_stream_end",
+    "endpoint_of",
+    "settle_deferred",
+    "unmetered_warning",
+    "watching",
+]
 
 
 class ReservationWatch:
@@ -66,11 +81,58 @@ def endpoint_of(method: str, url: str) -> str | None:
         return "chat.completions"
     if path.endswith("/completions"):
         return "completions"
-    if path.endswith("/responses"):
-        return "responses"
+    if path.endswith(("/responses", "/responses/compact")):
+        return "responses"  # compaction is billed like a response and reports its usage
     if path.endswith("/embeddings"):
         return "embeddings"
     return None
+
+
+# Billed endpoints budgetguard cannot price: a capped budget warns that they pass uncounted.
+_UNMETERED_BILLED = (
+    "/images/generations", "/images/edits", "/images/variations", "/audio/speech",
+    "/audio/transcriptions", "/audio/translations", "/videos",
+)  # fmt: skip
+_warned_unmetered: set[str] = set()
+
+
+def unmetered_warning(method: str, url: str, scopes: tuple[Scope, ...]) -> None:
+    """Warn (once per endpoint) that a billed request inside a capped budget is not counted."""
+    if method.lower() != "post":
+        return
+    path = url.split("?", 1)[0].rstrip("/")
+    for suffix in _UNMETERED_BILLED:
+        if path.endswith(suffix) and suffix not in _warned_unmetered:
+            budgets = [s.name for s in scopes if isinstance(s, Budget) and not s.limits.unlimited]
+            if budgets:
+                _warned_unmetered.add(suffix)
+                warnings.warn(
+                    f"budgetguard does not meter {path}: its cost is not counted against budget "
+                    f"{budgets[-1]!r} (only chat completions, responses, completions and embeddings are)",
+                    BudgetGuardWarning,
+                    stacklevel=4,
+                )
+            return
+
+
+# Streams whose end was seen where settling is unsafe (a garbage-collection finalizer may run
+# while a ledger lock is held): settled at the next safe point instead.
+_deferred: list[MeteredCall] = []
+
+
+def defer_stream_end(call: MeteredCall) -> None:
+    _deferred.append(call)  # list.append is atomic; safe from a finalizer
+
+
+def settle_deferred() -> None:
+    """Settle streams whose end was deferred; runs when a call starts and when a scope exits."""
+    while _deferred:
+        try:
+            call = _deferred.pop()
+        except IndexError:  # another thread took the last one
+            return
+        if not call.finished:
+            call.stream_ended(completed=False)
 
 
 _STREAM_USAGE_ENDPOINTS = ("chat.completions", "completions")
@@ -86,9 +148,28 @@ class MeteredCall:
 
     # One is built per API call: slots make that, and every attribute read after it, cheaper.
     __slots__ = (
-        "_edited", "_last_stream_usage", "_saw_final_usage_chunk", "_server_count", "_text",
-        "attempts", "body", "budgets", "client", "endpoint", "estimate", "finished", "holds",
-        "injected_stream_usage", "model", "reserved", "scopes", "stream", "stream_started",
+        "__weakref__",
+        "_edited",
+        "_last_stream_usage",
+        "_saw_final_usage_chunk",
+        "_server_count",
+        "_text",
+        "attempts",
+        "body",
+        "book",
+        "budgets",
+        "client",
+        "endpoint",
+        "estimate",
+        "finished",
+        "holds",
+        "injected_stream_usage",
+        "model",
+        "raw_response",
+        "reserved",
+        "scopes",
+        "stream",
+        "stream_started",
     )  # fmt: skip
 
     def __init__(
@@ -96,6 +177,8 @@ class MeteredCall:
     ) -> None:
         self.endpoint = endpoint
         self.client = client  # the SDK client, for exact mode's server-side token count
+        # The prices in force when the call is made: looked up once, to check, reserve and settle.
+        self.book = current_settings().price_book()
         # The body to send: the caller's mapping until budgetguard changes it (see _edit_body).
         self.body: Mapping[str, Any] = body
         self._edited: dict[str, Any] | None = None
@@ -112,6 +195,7 @@ class MeteredCall:
         self.attempts = 0
         self.finished = False
         self.stream_started = False
+        self.raw_response: Any = None  # a streaming raw response whose body the caller reads
         self._text: list[str] = []
         self._last_stream_usage: tuple[Mapping[str, Any], str | None, str | None] | None = None
         self._saw_final_usage_chunk = False
@@ -121,12 +205,16 @@ class MeteredCall:
     def prepare(self) -> Mapping[str, Any]:
         """Check the price, inject stream usage, reserve the worst case. Returns the body to send:
         the one it was given unless budgetguard changed it (then a copy)."""
+        if _deferred:
+            settle_deferred()
         self._prepare_body()
         if self.budgets:
             self._reserve_all(time.sleep)
         return self.body
 
     async def prepare_async(self, sleep: Callable[[float], Awaitable[None]]) -> Mapping[str, Any]:
+        if _deferred:
+            settle_deferred()
         self._prepare_body()
         if self.budgets:
             await self._count_on_server_async()
@@ -148,9 +236,17 @@ class MeteredCall:
         self._server_count = await aserver_input_tokens(self.client, self.body)
 
     def _prepare_body(self) -> None:
-        book = current_settings().price_book()
-        # Raise UnknownModelError now, before anything is sent or billed.
-        book.resolve(self.model)
+        if not self.model:
+            # A stored prompt can name its model server-side; then only the response says it.
+            if self.budgets:
+                raise BudgetGuardError(
+                    f"a {self.endpoint} request without a model cannot be reserved inside budget "
+                    f"{self.budgets[0].name!r}: budgetguard cannot price it before it is sent; pass "
+                    "model= explicitly"
+                )
+        else:
+            # Raise UnknownModelError now, before anything is sent or billed.
+            self.book.resolve(self.model)
         if self.stream and self.endpoint in _STREAM_USAGE_ENDPOINTS:
             options = self.body.get("stream_options")
             if not (isinstance(options, Mapping) and options.get("include_usage")):
@@ -188,22 +284,37 @@ class MeteredCall:
         prompt = est.tokens.prompt_tokens_upper
         if output_tokens is None:
             return Amount(est.max_picos, prompt + est.reserved_output_tokens, 1)
-        _, usd = current_settings().price_book().cost_bounds(self.model, prompt, output_tokens)
-        return Amount(usd_to_picos(usd), prompt + output_tokens, 1)
+        picos = self.book.max_cost_picos(
+            self.model,
+            prompt,
+            output_tokens,
+            service_tier=est.service_tier,
+            audio=est.audio,
+            images=est.images,
+        )
+        return Amount(picos, prompt + output_tokens, 1)
 
     def _try_reserve_all(self, amount: Amount) -> tuple[Budget, Refused] | None:
         """Reserve in every budget, innermost first; on a refusal roll back and report it."""
         holds: dict[int, Hold] = {}
+
+        def roll_back() -> None:
+            for held_budget in self.budgets:
+                hold = holds.get(id(held_budget))
+                if hold is not None:
+                    held_budget._release(hold)
+
         for budget in self.budgets:
             outcome = budget._reserve(amount)
             if isinstance(outcome, Refused) and isinstance(budget.policy, Warn):
-                budget._soft_cap_crossed(outcome)
+                try:
+                    budget._soft_cap_crossed(outcome)  # a warning-as-error or callback may raise
+                except BaseException:
+                    roll_back()
+                    raise
                 outcome = budget._reserve(amount, enforce=False)
             if isinstance(outcome, Refused):
-                for held_budget in self.budgets:
-                    hold = holds.get(id(held_budget))
-                    if hold is not None:
-                        held_budget._release(hold)
+                roll_back()
                 return budget, outcome
             holds[id(budget)] = outcome
         self.holds = holds
@@ -244,7 +355,11 @@ class MeteredCall:
         policy = budget.policy
         if isinstance(policy, Clamp):
             return self._clamp(budget, refused, amount, policy)
-        if isinstance(policy, Wait) and _may_free_up(budget, refused, policy.max_wait - waited):
+        if (
+            isinstance(policy, Wait)
+            and waited < policy.max_wait
+            and _may_free_up(budget, refused, policy.max_wait - waited)
+        ):
             return None
         raise self._exceeded(budget, refused, detail=_why(policy, waited))
 
@@ -260,16 +375,21 @@ class MeteredCall:
         if refused.kind == "requests" or self.endpoint == "embeddings":
             raise self._exceeded(budget, refused, detail="clamp cannot lower a request count or an embedding")
         room = refused.limit - refused.spent.get(refused.kind) - refused.reserved.get(refused.kind)
-        book = current_settings().price_book()
+        book = self.book
         if refused.kind == "tokens":
             fits = room - est.tokens.prompt_tokens_upper
         else:
-            _, prompt_usd = book.cost_bounds(self.model, est.tokens.prompt_tokens_upper, 0)
-            _, one_more = book.cost_bounds(self.model, est.tokens.prompt_tokens_upper, 1)
+            pricing: dict[str, Any] = {
+                "service_tier": est.service_tier,
+                "audio": est.audio,
+                "images": est.images,
+            }
+            _, prompt_usd = book.cost_bounds(self.model, est.tokens.prompt_tokens_upper, 0, **pricing)
+            _, one_more = book.cost_bounds(self.model, est.tokens.prompt_tokens_upper, 1, **pricing)
             per_token = one_more - prompt_usd
             spare = picos_to_usd(room) - prompt_usd
             fits = math.floor(spare / per_token) if per_token > 0 else 0
-        choices = _choices(self.endpoint, self.body)
+        choices = billed_choices(self.endpoint, self.body)
         per_choice = fits // choices
         current = amount.tokens - est.tokens.prompt_tokens_upper
         if per_choice < policy.min_output_tokens or per_choice * choices >= current:
@@ -323,6 +443,8 @@ class MeteredCall:
             return
         if usage is not None:
             self.settle(usage, _str(data.get("model")), _str(data.get("service_tier")))
+        elif data.get("object") == "response" and data.get("status") in ("queued", "in_progress"):
+            self.settle_worst_case("a background response reports its usage only when it completes")
         elif data.get("object") == "response" or "output" in data:
             self._collect_response_output(data)  # only needed to estimate a missing usage
         else:
@@ -390,7 +512,7 @@ class MeteredCall:
         except UsageFormatError as exc:
             self.settle_estimated(f"the server's usage was unreadable ({exc})")
             return
-        book = current_settings().price_book()
+        book = self.book
         # Price the model that answered (a dated snapshot may be priced apart); fall back to
         # the model asked for when the answering name is unknown.
         model = self.model
@@ -403,22 +525,35 @@ class MeteredCall:
         """Charge a billed call whose usage we never saw: prompt estimate + output seen so far."""
         if self.finished:
             return
-        from budgetguard._estimate import count_text
-
         try:
             prompt = self._estimate().tokens.prompt_tokens_upper
         except Exception:  # a body we cannot estimate: charge what was reserved, if anything
             prompt = self.reserved.tokens
-        completion = count_text(self.model, "".join(self._text)) if self._text else 0
+        completion = count_text(self.model, "".join(self._text)) if self._text and self.model else 0
+        self._finish_estimated(prompt, completion, f"from its estimate: {reason}")
+
+    def settle_worst_case(self, reason: str) -> None:
+        """Charge a billed call whose usage will never be seen at its reserved worst case."""
+        if self.finished:
+            return
+        try:
+            plan = self._estimate()
+            prompt, completion = plan.tokens.prompt_tokens_upper, plan.reserved_output_tokens
+        except Exception:
+            prompt, completion = self.reserved.tokens, 0
+        self._finish_estimated(prompt, completion, f"at its worst case: {reason}")
+
+    def _finish_estimated(self, prompt: int, completion: int, how: str) -> None:
         usage = Usage(prompt_tokens=prompt, completion_tokens=completion, requests=1, estimated_requests=1)
-        cost = current_settings().price_book().cost(usage, self.model)
-        warnings.warn(
-            f"budgetguard charged a {self.endpoint} call to {self.model!r} from its estimate "
-            f"({prompt} prompt + {completion} completion tokens): {reason}",
-            EstimatedUsageWarning,
-            stacklevel=3,
-        )
+        cost = self.book.cost(usage, self.model) if self.model else Decimal(0)
+        # Books first: a warning turned into an error must not lose the spend.
         self._finish(usage.with_cost(cost), self.model, estimated=True)
+        warnings.warn(
+            f"budgetguard charged a {self.endpoint} call to {self.model!r} "
+            f"({prompt} prompt + {completion} completion tokens) {how}",
+            EstimatedUsageWarning,
+            stacklevel=4,
+        )
 
     def fail(self) -> None:
         """The request failed without being billed: drop every reservation."""
@@ -449,6 +584,16 @@ class MeteredCall:
                 record = self._record(scope, usage, model, estimated) if scope.ledger.keeps_records else None
                 scope._settle(hold, actual, record)
             scope._add_usage(model, usage)
+        # User callbacks run only once every scope's books are complete; the first error is
+        # raised after all of them ran.
+        error: BaseException | None = None
+        for budget in self.budgets:
+            try:
+                budget._check_alerts()
+            except BaseException as exc:
+                error = error or exc
+        if error is not None:
+            raise error
         if over:
             warnings.warn(
                 f"the API billed more than budgetguard reserved for a {self.endpoint} call to {model!r}: "
@@ -483,11 +628,6 @@ def _str(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _choices(endpoint: str, body: Mapping[str, Any]) -> int:
-    counts = [body.get("n"), body.get("best_of") if endpoint == "completions" else None]
-    return max([c for c in counts if isinstance(c, int) and not isinstance(c, bool) and c > 0] or [1])
-
-
 def _cap_field(endpoint: str, body: Mapping[str, Any]) -> str:
     if endpoint == "responses":
         return "max_output_tokens"
@@ -504,6 +644,8 @@ def _cap_field(endpoint: str, body: Mapping[str, Any]) -> str:
 def _may_free_up(budget: Budget, refused: Refused, time_left: float) -> bool:
     """Whether waiting up to ``time_left`` seconds can make room: holds in flight may be
     released, rolling windows shed old spend, a calendar window may roll over in time."""
+    if time_left <= 0:
+        return False
     kind = refused.kind
     if refused.requested.get(kind) > refused.limit:
         return False  # it would not fit in an empty budget

@@ -20,6 +20,7 @@ With no active scope each hook costs one contextvar lookup.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextvars
 import json
 import threading
@@ -27,7 +28,14 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
-from budgetguard._calls import MeteredCall, endpoint_of
+from budgetguard import _scopes
+from budgetguard._calls import (
+    MeteredCall,
+    defer_stream_end,
+    endpoint_of,
+    settle_deferred,
+    unmetered_warning,
+)
 from budgetguard._scopes import _active
 
 __all__ = ["instrument", "instrumented", "uninstrument", "unmetered"]
@@ -88,6 +96,7 @@ def instrument() -> None:
             patched[(owner, name)] = original
             setattr(owner, name, wrap(original))
         _originals.update(patched)
+        _scopes.scope_ended_hook = _scope_ended
 
 
 def uninstrument() -> None:
@@ -96,6 +105,7 @@ def uninstrument() -> None:
         for (owner, name), original in _originals.items():
             setattr(owner, name, original)
         _originals.clear()
+        _scopes.scope_ended_hook = None
 
 
 # -------------------------------------------------------------------------------------------
@@ -106,10 +116,18 @@ def uninstrument() -> None:
 def _begin(client: Any, options: Any) -> MeteredCall | None:
     if _unmetered.get():
         return None
-    endpoint = endpoint_of(str(getattr(options, "method", "")), str(getattr(options, "url", "")))
-    body = getattr(options, "json_data", None)
-    if endpoint is None or (type(body) is not dict and not isinstance(body, Mapping)):
+    method, url = str(getattr(options, "method", "")), str(getattr(options, "url", ""))
+    endpoint = endpoint_of(method, url)
+    if endpoint is None:
+        unmetered_warning(method, url, _active.get())
         return None
+    body = getattr(options, "json_data", None)
+    if type(body) is not dict and not isinstance(body, Mapping):
+        return None
+    extra = getattr(options, "extra_json", None)
+    if extra:
+        # extra_body fields are sent too (the SDK merges them later): estimate and clamp them.
+        body = {**body, **extra}
     return MeteredCall(endpoint, body, _active.get(), client)
 
 
@@ -129,6 +147,7 @@ def _send(
     # The SDK copies options per attempt from the object we pass, so retries send this body too.
     copied = model_copy(options)
     copied.json_data = body
+    copied.extra_json = None  # already merged into body (see _begin)
     if len(args) >= 2:
         return (args[0], copied, *args[2:]), kwargs
     return args, {**kwargs, "options": copied}
@@ -198,14 +217,86 @@ def _after(call: MeteredCall, result: Any) -> None:
             call.settle_estimated("the response carried no usage")
         return
     if call.stream or http_response is not None:
-        # A stream (or a streaming raw response) settles when it is read to its end, closed or
-        # collected; this finalizer covers one that is never iterated at all.
+        # A stream (or a streaming raw response) settles when it is read to its end or closed;
+        # when its scope ends (a stream the caller broke out of); or, never iterated, when it
+        # is collected (settled later: a finalizer may run while a ledger lock is held).
+        call.raw_response = http_response
+        _open_calls.add(call)
         try:
-            weakref.finalize(result, _settle_if_unread, call)
+            weakref.finalize(result, _end_if_unread, call)
         except TypeError:
             call.settle_estimated("the response object could not be tracked")
         return
     call.settle_estimated("the response carried no usage")
+
+
+# Calls whose stream or streaming response may still be read. Weak: a call nobody can read
+# any more is ended by its finalizer.
+_open_calls: weakref.WeakSet[MeteredCall] = weakref.WeakSet()
+
+
+def _end_if_unread(call: MeteredCall) -> None:
+    if not call.stream_started and not call.finished:
+        defer_stream_end(call)
+
+
+def _scope_ended(scope: Any) -> None:
+    """Settle what its scope's end decides: streams broken out of, streaming responses whose
+    body was read, and ends deferred from garbage collection."""
+    settle_deferred()
+    if not _open_calls:
+        return
+    for call in list(_open_calls):
+        if call.finished:
+            _open_calls.discard(call)
+        elif call.scopes and call.scopes[-1] is scope:
+            _end_at_scope_exit(call)
+
+
+def _end_at_scope_exit(call: MeteredCall) -> None:
+    raw = call.raw_response
+    if raw is not None and not call.stream_started and _body_was_read(raw):
+        _observe_body(call, raw)
+        if not call.finished:
+            call.settle_estimated("the response carried no usage")
+    elif call.stream_started:
+        # Started and not finished when its scope ends: the caller broke out of it.
+        call.stream_ended(completed=False)
+    # Never read: it may be read after the scope (a function returning a stream); its end,
+    # close or finalizer settles it.
+    if call.finished:
+        _open_calls.discard(call)
+
+
+def _observe_body(call: MeteredCall, raw: Any) -> None:
+    """Read the usage out of a response body the caller read itself (.json(), .text())."""
+    try:
+        text = raw.content.decode("utf-8", "replace")
+    except Exception:
+        return
+    if text.lstrip().startswith("{"):
+        try:
+            call.observe(json.loads(text))
+        except ValueError:
+            return
+        return
+    for line in text.splitlines():  # a server-sent event stream read as text
+        if line.startswith("data:") and not line.startswith("data: [DONE]"):
+            try:
+                call.observe(json.loads(line[5:]))
+            except ValueError:
+                continue
+    if not call.finished and call.stream:
+        call.stream_ended(completed=True)
+
+
+@atexit.register
+def _settle_at_exit() -> None:
+    """Streams still open when the interpreter exits were billed: charge them now."""
+    settle_deferred()
+    for call in list(_open_calls):
+        if not call.finished and (call.stream_started or call.raw_response is not None):
+            call.stream_ended(completed=False)
 
 
 def _body_was_read(http_response: Any) -> bool:
@@ -214,11 +305,6 @@ def _body_was_read(http_response: Any) -> bool:
     except Exception:
         return False
     return True
-
-
-def _settle_if_unread(call: MeteredCall) -> None:
-    if not call.stream_started and not call.finished:
-        call.stream_ended(completed=False)
 
 
 # -------------------------------------------------------------------------------------------
@@ -288,14 +374,17 @@ def _wrap_sync_stream(original: Callable[..., Any]) -> Callable[..., Any]:
             yield from original(self)
             return
         call.stream_started = True
-        completed = False
         try:
             for item in original(self):
                 if not _is_injected_usage_chunk(call, item):
                     yield item
-            completed = True
-        finally:
-            call.stream_ended(completed)
+        except GeneratorExit:
+            defer_stream_end(call)  # closed, or collected: maybe inside a ledger's lock
+            raise
+        except BaseException:
+            call.stream_ended(completed=False)  # the stream itself failed (connection dropped)
+            raise
+        call.stream_ended(completed=True)
 
     __stream__.__wrapped__ = original  # type: ignore[attr-defined]
     return __stream__
@@ -309,14 +398,17 @@ def _wrap_async_stream(original: Callable[..., Any]) -> Callable[..., Any]:
                 yield item
             return
         call.stream_started = True
-        completed = False
         try:
             async for item in original(self):
                 if not _is_injected_usage_chunk(call, item):
                     yield item
-            completed = True
-        finally:
-            call.stream_ended(completed)
+        except GeneratorExit:
+            defer_stream_end(call)  # closed, or collected: maybe inside a ledger's lock
+            raise
+        except BaseException:
+            call.stream_ended(completed=False)  # the stream itself failed (connection dropped)
+            raise
+        call.stream_ended(completed=True)
 
     __stream__.__wrapped__ = original  # type: ignore[attr-defined]
     return __stream__

@@ -162,6 +162,10 @@ class Plan:
     reserved_output_tokens: int
     #: The worst case in picodollars, rounded up: what budgets reserve.
     max_picos: int
+    #: How the worst case was priced; a clamped retry must price the same way.
+    service_tier: str | None = None
+    audio: bool = False
+    images: bool = False
 
 
 _count_request: Callable[..., TokenEstimate] | None = None
@@ -211,11 +215,19 @@ def plan_request(
             tokens.model,
             assume_output_tokens if assume_output_tokens is not None else settings.assume_output_tokens,
         )
-        reserved_output = per_choice * _choices(endpoint, body)
+        reserved_output = per_choice * billed_choices(endpoint, body)
+    tier = requested_tier(body)
+    audio = uses_audio(body)
+    images = tokens.image_tokens > 0
     high = settings.price_book().max_cost_picos(
-        tokens.model, tokens.prompt_tokens_upper, reserved_output, images=tokens.image_tokens > 0
+        tokens.model,
+        tokens.prompt_tokens_upper,
+        reserved_output,
+        service_tier=tier,
+        audio=audio,
+        images=images,
     )
-    return Plan(tokens, reserved_output, high)
+    return Plan(tokens, reserved_output, high, tier, audio, images)
 
 
 def estimate_request(
@@ -248,9 +260,14 @@ def estimate_request(
     )
     tokens = plan.tokens
     book = current_settings().price_book()
-    low, _ = book.cost_bounds(tokens.model, tokens.prompt_tokens, 0)
+    low, _ = book.cost_bounds(tokens.model, tokens.prompt_tokens, 0, service_tier=plan.service_tier)
     _, high = book.cost_bounds(
-        tokens.model, tokens.prompt_tokens_upper, plan.reserved_output_tokens, images=tokens.image_tokens > 0
+        tokens.model,
+        tokens.prompt_tokens_upper,
+        plan.reserved_output_tokens,
+        service_tier=plan.service_tier,
+        audio=plan.audio,
+        images=plan.images,
     )
     return Estimate(
         endpoint=tokens.endpoint,
@@ -267,7 +284,39 @@ def estimate_request(
     )
 
 
-def _choices(endpoint: str, body: Mapping[str, Any]) -> int:
-    """How many completions one request bills (``n``, or ``best_of`` for legacy completions)."""
+def billed_choices(endpoint: str, body: Mapping[str, Any]) -> int:
+    """How many completions one request bills: ``n`` (``best_of`` for legacy completions), and
+    for legacy completions that many for each of its prompts."""
     counts = [body.get("n"), body.get("best_of") if endpoint == "completions" else None]
-    return max([c for c in counts if isinstance(c, int) and not isinstance(c, bool) and c > 0] or [1])
+    choices = max([c for c in counts if isinstance(c, int) and not isinstance(c, bool) and c > 0] or [1])
+    if endpoint == "completions":
+        from budgetguard._estimate._legacy import prompt_count
+
+        choices *= prompt_count(body)
+    return choices
+
+
+def requested_tier(body: Mapping[str, Any]) -> str | None:
+    """The service tier a request asks for (priority costs more; reserve at its price)."""
+    tier = body.get("service_tier")
+    return tier if isinstance(tier, str) and tier not in ("auto", "default") else None
+
+
+def uses_audio(body: Mapping[str, Any]) -> bool:
+    """Whether a request may bill audio tokens (audio output asked for, or audio in the input)."""
+    modalities = body.get("modalities")
+    if isinstance(modalities, list) and "audio" in modalities:
+        return True
+    if "audio" in body:
+        return True
+    # Audio input parts: cheap substring check on the part types that carry audio.
+    for key in ("messages", "input"):
+        items = body.get(key)
+        if isinstance(items, list):
+            for item in items:
+                content = item.get("content") if isinstance(item, Mapping) else None
+                if isinstance(content, list) and any(
+                    isinstance(part, Mapping) and part.get("type") == "input_audio" for part in content
+                ):
+                    return True
+    return False

@@ -310,13 +310,16 @@ class _Tier:
 
 
 class _Resolution:
-    __slots__ = ("expires", "hint", "info", "price")
+    __slots__ = ("expires", "hint", "info", "price", "warns")
 
     def __init__(self, price: ResolvedPrice | None, info: Any, expires: float, hint: str = "") -> None:
         self.price = price
         self.info = info  # genai-prices ModelInfo when the rates came from it (for tier variants)
         self.expires = expires  # _wall_time() after which date-dependent genai-prices rates are re-read
         self.hint = hint  # why it is unknown, when price is None
+        # Whether using it warns (fallback rates, a fine-tune at base rates): decided once, as
+        # every call's price check looks.
+        self.warns = price is not None and (price.source == "fallback" or _FINE_TUNE_NOTE in price.source)
 
 
 class _Entry:
@@ -584,7 +587,7 @@ class PriceBook:
     def _resolution(self, model: str, *, quiet: bool = False) -> _Resolution:
         resolution = self._resolutions.get(model)
         if resolution is not None and resolution.expires > _wall_time():
-            if not quiet and resolution.price is not None:
+            if not quiet and resolution.warns:
                 self._warn_once_for(resolution.price)
             return resolution
         with self._lock:
@@ -592,11 +595,13 @@ class PriceBook:
             if len(self._resolutions) >= _MAX_CACHE:
                 self._resolutions.clear()
             self._resolutions[model] = resolution
-        if not quiet and resolution.price is not None:
+        if not quiet and resolution.warns:
             self._warn_once_for(resolution.price)
         return resolution
 
-    def _warn_once_for(self, price: ResolvedPrice) -> None:
+    def _warn_once_for(self, price: ResolvedPrice | None) -> None:
+        if price is None:
+            return
         if price.source == "fallback":
             message = (
                 f"no price known for model {price.model!r}; charging the configured fallback rates "

@@ -12,7 +12,7 @@ import functools
 import inspect
 import threading
 import warnings
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
@@ -31,8 +31,8 @@ from budgetguard._ledger import (
     picos_to_usd,
     usd_to_picos,
 )
-from budgetguard._policies import Policy, parse_policy
-from budgetguard._usage import Usage
+from budgetguard._policies import Policy, Wait, parse_policy
+from budgetguard._usage import Usage, UsageTotal
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -63,6 +63,11 @@ def active_scopes() -> tuple[Scope, ...]:
 _instrument: Callable[[], None] | None = None
 
 
+# Set by the instrument module: called when a scope ends, to settle what must not outlive it
+# (streams the caller broke out of, ends deferred from a garbage collection).
+scope_ended_hook: Callable[[Scope], None] | None = None
+
+
 def _install_hooks() -> None:
     # Imported on first use (it imports openai), then kept: entering a scope is on the hot path.
     global _instrument
@@ -81,9 +86,9 @@ class Scope:
             raise ConfigError(f"a scope name must be a non-empty string, got {name!r}")
         self.name = name or type(self).__name__.lower()
         self._lock = threading.Lock()
-        self._by_model: dict[str, Usage] = {}
-        # The total is summed from _by_model when it is read (None: not summed since the last
-        # call settled), so settling a call adds one Usage here, not two.
+        # Running totals per model, added to in place as calls settle; the Usage values users
+        # read are built from them when read. _total caches the sum (None: a call settled since).
+        self._by_model: dict[str, UsageTotal] = {}
         self._total: Usage | None = Usage()
 
     # -- tallies -------------------------------------------------------------------------------
@@ -93,19 +98,21 @@ class Scope:
         total = self._total
         if total is None:
             with self._lock:
-                total = self._total = sum(self._by_model.values(), Usage())
+                total = self._total = sum((t.value() for t in self._by_model.values()), Usage())
         return total
 
     @property
     def by_model(self) -> dict[str, Usage]:
         """The same usage split by the model that was billed."""
         with self._lock:
-            return dict(self._by_model)
+            return {model: total.value() for model, total in self._by_model.items()}
 
     def _add_usage(self, model: str, usage: Usage) -> None:
         with self._lock:
-            before = self._by_model.get(model)
-            self._by_model[model] = usage if before is None else before + usage
+            total = self._by_model.get(model)
+            if total is None:
+                total = self._by_model[model] = UsageTotal()
+            total.add(usage)
             self._total = None
 
     def __str__(self) -> str:
@@ -113,13 +120,21 @@ class Scope:
 
     # -- entering and leaving ------------------------------------------------------------------
     def __enter__(self) -> Any:
-        _install_hooks()  # installing is automatic on first use
-        _active.set((*_active.get(), self))
+        self._push()
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        self._pop()
+        if scope_ended_hook is not None:
+            scope_ended_hook(self)
+
+    def _push(self) -> None:
+        _install_hooks()  # installing is automatic on first use
+        _active.set((*_active.get(), self))
+
+    def _pop(self) -> None:
         stack = _active.get()
         if stack and stack[-1] is self:  # the usual case
             _active.set(stack[:-1])
@@ -155,6 +170,39 @@ class Scope:
         # credits the function with exactly what its own invocations spent.
         total = Tally()
 
+        if inspect.isgeneratorfunction(fn):
+
+            @functools.wraps(fn)
+            def gwrapper(*args: Any, **kwargs: Any) -> Any:
+                scope = self._for_invocation()
+                before = scope.by_model
+                try:
+                    return (yield from _drive(fn(*args, **kwargs), scope))
+                finally:
+                    total.add(scope.by_model, before)
+                    if scope_ended_hook is not None:
+                        scope_ended_hook(scope)
+
+            gwrapper.tracked = total  # type: ignore[attr-defined]
+            return gwrapper
+
+        if inspect.isasyncgenfunction(fn):
+
+            @functools.wraps(fn)
+            async def agwrapper(*args: Any, **kwargs: Any) -> Any:
+                scope = self._for_invocation()
+                before = scope.by_model
+                try:
+                    async for item in _adrive(fn(*args, **kwargs), scope):
+                        yield item
+                finally:
+                    total.add(scope.by_model, before)
+                    if scope_ended_hook is not None:
+                        scope_ended_hook(scope)
+
+            agwrapper.tracked = total  # type: ignore[attr-defined]
+            return agwrapper
+
         if inspect.iscoroutinefunction(fn):
             afn: Callable[P, Awaitable[Any]] = fn
 
@@ -183,6 +231,59 @@ class Scope:
 
         wrapper.tracked = total  # type: ignore[attr-defined]
         return wrapper
+
+
+def _drive(gen: Generator[Any, Any, Any], scope: Scope) -> Generator[Any, Any, Any]:
+    """Run a generator with ``scope`` active only while the generator itself runs: calls the
+    consumer makes between two items are not the generator's."""
+    resume: Callable[[Any], Any] = gen.send
+    value: Any = None
+    while True:
+        scope._push()
+        try:
+            item = resume(value)
+        except StopIteration as stop:
+            return stop.value
+        finally:
+            scope._pop()
+        try:
+            value = yield item
+            resume = gen.send
+        except GeneratorExit:
+            scope._push()
+            try:
+                gen.close()
+            finally:
+                scope._pop()
+            raise
+        except BaseException as exc:
+            resume, value = gen.throw, exc
+
+
+async def _adrive(agen: AsyncGenerator[Any, Any], scope: Scope) -> AsyncGenerator[Any, Any]:
+    """:func:`_drive` for async generators."""
+    resume: Callable[[Any], Awaitable[Any]] = agen.asend
+    value: Any = None
+    while True:
+        scope._push()
+        try:
+            item = await resume(value)
+        except StopAsyncIteration:
+            return
+        finally:
+            scope._pop()
+        try:
+            value = yield item
+            resume = agen.asend
+        except GeneratorExit:
+            scope._push()
+            try:
+                await agen.aclose()
+            finally:
+                scope._pop()
+            raise
+        except BaseException as exc:
+            resume, value = agen.athrow, exc
 
 
 class Tally:
@@ -287,7 +388,7 @@ class Budget(Scope):
         hold_ttl: float = 600.0,
         _ledger_name: str | None = None,
     ) -> None:
-        super().__init__(name or "budget")
+        super().__init__("budget" if name is None else name)
         self.max_usd = _parse_usd(max_usd, "max_usd")
         self.max_tokens = _parse_count(max_tokens, "max_tokens")
         self.max_requests = _parse_count(max_requests, "max_requests")
@@ -295,7 +396,26 @@ class Budget(Scope):
             None if self.max_usd is None else usd_to_picos(self.max_usd), self.max_tokens, self.max_requests
         )
         self.policy = parse_policy(on_exceed, max_wait=max_wait)
+        if max_wait is not None and not isinstance(self.policy, Wait):
+            raise ConfigError(f"max_wait only applies to on_exceed='wait', not {self.policy.name!r}")
+        if isinstance(alerts, str | bytes) or not isinstance(alerts, Iterable):
+            raise ConfigError(
+                f"alerts must be a list of fractions or percentages, like ['50%', 0.8]; got {alerts!r}"
+            )
         self.alerts = tuple(sorted(_parse_fraction(a) for a in alerts))
+        if self.alerts and self.max_usd is None:
+            raise ConfigError("alerts are fractions of max_usd: set max_usd to use them")
+        if window is not None and not callable(getattr(window, "span", None)):
+            raise ConfigError(
+                f"window must be a window object such as budgetguard.Calendar('day') or "
+                f"budgetguard.Rolling(3600), got {window!r} (budgetguard.parse_window turns '1d' into one)"
+            )
+        if (
+            isinstance(hold_ttl, bool)
+            or not isinstance(hold_ttl, int | float)
+            or not (0 < hold_ttl < float("inf"))
+        ):
+            raise ConfigError(f"hold_ttl must be a positive number of seconds, got {hold_ttl!r}")
         self.on_alert = on_alert
         self.shared = shared
         self.assume_output_tokens = _parse_count(assume_output_tokens, "assume_output_tokens")
@@ -392,9 +512,9 @@ class Budget(Scope):
             # Spend that was not reserved (the usage-only path of an uncapped call).
             hold = Hold("", self._ledger_key, Amount(), 0.0, self.window)
         self._ledger.settle(hold, actual, record)
-        self._check_alerts()
 
     def _check_alerts(self) -> None:
+        """Call back once for each alert threshold crossed in the current window (after settling)."""
         if self.max_usd is None or not self.alerts:
             return
         snap = self.snapshot()
@@ -425,7 +545,12 @@ class Budget(Scope):
             SoftCapWarning,
             stacklevel=2,
         )
-        if self.on_alert is not None:
+        # The 100% alert, once per window, shared with an alerts threshold of 1.0.
+        with self._lock:
+            full = (Decimal(1), span)
+            first_full = full not in self._alerted
+            self._alerted.add(full)
+        if first_full and self.on_alert is not None:
             self.on_alert(self, Decimal(1), self.snapshot())
 
 

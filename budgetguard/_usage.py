@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-__all__ = ["TokenCounts", "Usage", "UsageFormatError", "format_usd"]
+__all__ = ["TokenCounts", "Usage", "UsageFormatError", "UsageTotal", "format_usd"]
 
 _ZERO = Decimal(0)
 
@@ -164,6 +164,57 @@ class Usage:
     def of_request(cls, counts: TokenCounts, cost_usd: Decimal) -> Usage:
         """One request's usage: its token counts and what they cost."""
         return cls(*counts, 1, cost_usd)  # TokenCounts lists Usage's token fields, in order
+
+
+class UsageTotal:
+    """A running sum of usages that adds in place: what a scope keeps per model.
+
+    Every call adds its usage to each scope it ran in; adding here builds no new object (a
+    ``Usage`` sum would build one each time). :meth:`value` returns the total as a ``Usage``.
+    Not thread-safe: the owner holds a lock.
+    """
+
+    __slots__ = (
+        "cache_write_tokens", "cached_tokens", "completion_tokens", "cost_usd", "estimated_requests",
+        "input_audio_tokens", "input_image_tokens", "output_audio_tokens", "output_image_tokens",
+        "prompt_tokens", "reasoning_tokens", "requests",
+    )  # fmt: skip
+
+    def __init__(self) -> None:
+        self.prompt_tokens = self.completion_tokens = self.cached_tokens = self.cache_write_tokens = 0
+        self.reasoning_tokens = self.input_audio_tokens = self.output_audio_tokens = 0
+        self.input_image_tokens = self.output_image_tokens = self.requests = self.estimated_requests = 0
+        self.cost_usd = _ZERO
+
+    def add(self, usage: Usage) -> None:
+        self.prompt_tokens += usage.prompt_tokens
+        self.completion_tokens += usage.completion_tokens
+        self.cached_tokens += usage.cached_tokens
+        self.cache_write_tokens += usage.cache_write_tokens
+        self.reasoning_tokens += usage.reasoning_tokens
+        self.input_audio_tokens += usage.input_audio_tokens
+        self.output_audio_tokens += usage.output_audio_tokens
+        self.input_image_tokens += usage.input_image_tokens
+        self.output_image_tokens += usage.output_image_tokens
+        self.requests += usage.requests
+        self.cost_usd += usage.cost_usd
+        self.estimated_requests += usage.estimated_requests
+
+    def value(self) -> Usage:
+        return Usage(
+            self.prompt_tokens,
+            self.completion_tokens,
+            self.cached_tokens,
+            self.cache_write_tokens,
+            self.reasoning_tokens,
+            self.input_audio_tokens,
+            self.output_audio_tokens,
+            self.input_image_tokens,
+            self.output_image_tokens,
+            self.requests,
+            self.cost_usd,
+            self.estimated_requests,
+        )
 
 
 class TokenCounts(NamedTuple):

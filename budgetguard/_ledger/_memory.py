@@ -16,7 +16,6 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from budgetguard._ledger._base import (
-    DONE_GRACE,
     Amount,
     Hold,
     Ledger,
@@ -33,6 +32,10 @@ __all__ = ["MemoryLedger"]
 _ZERO = Amount()
 
 
+# An expired hold is remembered this long: settling it within that time still charges it (a
+# slow call is billed all the same). Only holds that expire are kept, so this costs nothing
+# per ordinary call.
+_EXPIRED_KEPT = 86_400.0
 # Expired holds are looked for at most this often: holds are only the calls in flight, so a
 # sweep is cheap, and nothing per call has to be remembered after it settles.
 _SWEEP_EVERY = 1.0
@@ -47,7 +50,7 @@ class _Account:
         self.holds: dict[str, Hold] = {}  # live reservations: the calls in flight
         self.reserved = _ZERO
         # Holds whose TTL ran out before they were settled -> until when they are remembered.
-        # Settling one still charges it (once); after DONE_GRACE it is forgotten.
+        # Settling one still charges it (once); after _EXPIRED_KEPT it is forgotten.
         self.expired: dict[str, float] = {}
         self.next_sweep = 0.0
 
@@ -91,7 +94,7 @@ class MemoryLedger(Ledger):
         for hold in [h for h in account.holds.values() if h.expires_at <= now]:
             del account.holds[hold.id]
             account.reserved = account.reserved - hold.amount
-            account.expired[hold.id] = now + DONE_GRACE
+            account.expired[hold.id] = now + _EXPIRED_KEPT
         for hold_id in [i for i, until in account.expired.items() if until <= now]:
             del account.expired[hold_id]
 
@@ -103,13 +106,15 @@ class MemoryLedger(Ledger):
             now = self.clock()
             account = self._account(budget)
             self._expire(account, now)
-            spent = self._spent(account, window, now) if not limits.unlimited else _ZERO
-            kind = limits.first_exceeded(spent + account.reserved, amount)
-            if kind is not None:
-                return Refused(kind, limits.get(kind) or 0, spent, account.reserved, amount)
+            reserved = account.reserved + amount  # held in all once this hold is
+            if not limits.unlimited:
+                spent = self._spent(account, window, now)
+                kind = limits.first_exceeded(spent, reserved)
+                if kind is not None:
+                    return Refused(kind, limits.get(kind) or 0, spent, account.reserved, amount)
             hold = Hold(f"m{next(self._ids)}", budget, amount, now + ttl, window)
             account.holds[hold.id] = hold
-            account.reserved = account.reserved + amount
+            account.reserved = reserved
             account.next_sweep = min(account.next_sweep, hold.expires_at)
             return hold
 
