@@ -22,6 +22,7 @@ from budgetguard._ledger import (
     Amount,
     Hold,
     Ledger,
+    LimitKind,
     Limits,
     MemoryLedger,
     Refused,
@@ -353,6 +354,7 @@ def usage_of(fn: Callable[..., Any]) -> Usage:
 # Budgets
 # --------------------------------------------------------------------------------------------
 
+_LIMIT_KINDS: tuple[LimitKind, ...] = ("usd", "tokens", "requests")
 _DEFAULT_ALERT_CALLBACK: Callable[[Budget, Decimal, Snapshot], None] | None = None
 
 
@@ -403,8 +405,8 @@ class Budget(Scope):
                 f"alerts must be a list of fractions or percentages, like ['50%', 0.8]; got {alerts!r}"
             )
         self.alerts = tuple(sorted(_parse_fraction(a) for a in alerts))
-        if self.alerts and self.max_usd is None:
-            raise ConfigError("alerts are fractions of max_usd: set max_usd to use them")
+        if self.alerts and self.limits.unlimited:
+            raise ConfigError("alerts are fractions of a cap: set max_usd, max_tokens or max_requests")
         if window is not None and not callable(getattr(window, "span", None)):
             raise ConfigError(
                 f"window must be a window object such as budgetguard.Calendar('day') or "
@@ -514,11 +516,19 @@ class Budget(Scope):
         self._ledger.settle(hold, actual, record)
 
     def _check_alerts(self) -> None:
-        """Call back once for each alert threshold crossed in the current window (after settling)."""
-        if self.max_usd is None or not self.alerts:
+        """Call back once for each alert threshold crossed in the current window (after
+        settling). A threshold is crossed when spend reaches that fraction of any cap."""
+        if not self.alerts:
             return
         snap = self.snapshot()
-        fraction = snap.spent.usd / self.max_usd if self.max_usd else Decimal(1)
+        fractions = [
+            Decimal(snap.spent.get(kind)) / limit
+            for kind in _LIMIT_KINDS
+            if (limit := self.limits.get(kind))  # a cap of 0 refuses everything; no alert needed
+        ]
+        if not fractions:
+            return
+        fraction = max(fractions)
         span = self.window.span(self._ledger.clock())[0] if self.window is not None else 0.0
         for threshold in self.alerts:
             if fraction >= threshold and (threshold, span) not in self._alerted:

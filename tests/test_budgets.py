@@ -366,3 +366,10 @@ def test_budget_exceeded_survives_pickling_for_process_pools() -> None:
     copy = pickle.loads(pickle.dumps(exc))
     assert str(copy) == str(exc)
     assert copy.requested_usd == Decimal("0.2") and copy.budget == "run"
+
+
+def test_alerts_fire_on_token_caps_too(client: Any) -> None:
+    seen: list[Decimal] = []
+    with bg.Budget(max_tokens=10_000, alerts=["0.1%"], on_alert=lambda b, t, s: seen.append(t)):
+        _chat(client)
+    assert seen == [Decimal("0.001")]

@@ -192,7 +192,7 @@ def test_warn_calls_back_once_at_100_percent(client: Any) -> None:
         ({"max_usd": 1, "window": "1d"}, "window"),
         ({"max_usd": 1, "alerts": "80%"}, "alerts"),
         ({"max_usd": 1, "name": ""}, "name"),
-        ({"max_tokens": 10, "alerts": ["50%"]}, "alerts"),
+        ({"alerts": ["50%"]}, "alerts"),
         ({"max_usd": 1, "max_wait": 5}, "max_wait"),
         ({"max_usd": -1}, "max_usd"),
         ({"max_usd": "ten"}, "max_usd"),
