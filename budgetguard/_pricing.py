@@ -902,8 +902,8 @@ def _money(units: int, exponent: int) -> Decimal:
     while exponent < 0 and units % 10 == 0:
         units //= 10
         exponent += 1
-    # Parsing a string is exact whatever the current decimal context; arithmetic would not be.
-    return Decimal(f"{units}E{exponent}")
+    # Exact whatever the caller's decimal context: the int converts exactly and _EXACT scales it.
+    return Decimal(units).scaleb(exponent, _EXACT)
 
 
 def _config_decimal(value: object, *, where: str, key: str) -> Decimal:

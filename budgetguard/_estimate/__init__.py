@@ -77,15 +77,16 @@ def count_request(
     prompt = tally.tokens
     # Rounded first so float noise (100 * 1.05 = 105.00000000000001) cannot add a token.
     upper = math.ceil(round(prompt * (1 + margin), 6)) + math.ceil(round(margin * _FIXED_HEADROOM, 6))
+    # Positional (in field order): keyword arguments cost more, and this runs on every call.
     return TokenEstimate(
-        endpoint=endpoint,
-        model=model,
-        prompt_tokens=prompt,
-        prompt_tokens_upper=upper + tally.allowance,
-        max_output_tokens=_output_cap(endpoint, body),
-        exact=tally.exact,
-        reasons=tuple(tally.reasons),
-        image_tokens=tally.image_tokens,
+        endpoint,
+        model,
+        prompt,  # prompt_tokens
+        upper + tally.allowance,  # prompt_tokens_upper
+        _output_cap(endpoint, body),  # max_output_tokens
+        tally.exact,
+        tuple(tally.reasons),
+        tally.image_tokens,
     )
 
 

@@ -88,12 +88,18 @@ class Limits:
 
     def first_exceeded(self, used: Amount, requested: Amount) -> LimitKind | None:
         """The first dimension in which ``used + requested`` would pass its cap."""
+        return self.first_exceeded_at(
+            used.picos + requested.picos, used.tokens + requested.tokens, used.requests + requested.requests
+        )
+
+    def first_exceeded_at(self, picos: int, tokens: int, requests: int) -> LimitKind | None:
+        """The first dimension in which these totals pass its cap."""
         # Spelled out rather than a loop over the kinds: every reservation runs it.
-        if self.picos is not None and used.picos + requested.picos > self.picos:
+        if self.picos is not None and picos > self.picos:
             return "usd"
-        if self.tokens is not None and used.tokens + requested.tokens > self.tokens:
+        if self.tokens is not None and tokens > self.tokens:
             return "tokens"
-        if self.requests is not None and used.requests + requested.requests > self.requests:
+        if self.requests is not None and requests > self.requests:
             return "requests"
         return None
 

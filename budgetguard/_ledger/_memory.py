@@ -29,8 +29,6 @@ from budgetguard._ledger._base import (
 
 __all__ = ["MemoryLedger"]
 
-_ZERO = Amount()
-
 
 # An expired hold is remembered this long: settling it within that time still charges it (a
 # slow call is billed all the same). Only holds that expire are kept, so this costs nothing
@@ -41,14 +39,37 @@ _EXPIRED_KEPT = 86_400.0
 _SWEEP_EVERY = 1.0
 
 
+class _Sum:
+    """Picodollars, tokens and requests, added to and taken from in place: every reserve and
+    settle changes an account's sums, and building a new Amount each time would cost more."""
+
+    __slots__ = ("picos", "requests", "tokens")
+
+    def __init__(self) -> None:
+        self.picos = self.tokens = self.requests = 0
+
+    def add(self, amount: Amount) -> None:
+        self.picos += amount.picos
+        self.tokens += amount.tokens
+        self.requests += amount.requests
+
+    def sub(self, amount: Amount) -> None:
+        self.picos -= amount.picos
+        self.tokens -= amount.tokens
+        self.requests -= amount.requests
+
+    def amount(self) -> Amount:
+        return Amount(self.picos, self.tokens, self.requests)
+
+
 class _Account:
     __slots__ = ("counters", "expired", "holds", "next_sweep", "reserved", "total")
 
     def __init__(self) -> None:
-        self.total = _ZERO  # spend ever settled (used when the budget has no window)
-        self.counters: dict[str, dict[int, Amount]] = {}  # window key -> bucket -> spend
+        self.total = _Sum()  # spend ever settled (used when the budget has no window)
+        self.counters: dict[str, dict[int, _Sum]] = {}  # window key -> bucket -> spend
         self.holds: dict[str, Hold] = {}  # live reservations: the calls in flight
-        self.reserved = _ZERO
+        self.reserved = _Sum()
         # Holds whose TTL ran out before they were settled -> until when they are remembered.
         # Settling one still charges it (once); after _EXPIRED_KEPT it is forgotten.
         self.expired: dict[str, float] = {}
@@ -73,17 +94,19 @@ class MemoryLedger(Ledger):
         return account
 
     @staticmethod
-    def _spent(account: _Account, window: Window | None, now: float) -> Amount:
+    def _spent(account: _Account, window: Window | None, now: float) -> _Sum:
+        """Spend that counts now (the account's own sum when there is no window: read only)."""
         if window is None:
             return account.total
+        spent = _Sum()
         counters = account.counters.get(window.key)
-        if not counters:
-            return _ZERO
-        live = window.buckets(now)
-        spent = _ZERO
-        for bucket, amount in counters.items():
-            if bucket in live:
-                spent = spent + amount
+        if counters:
+            live = window.buckets(now)
+            for bucket, total in counters.items():
+                if bucket in live:
+                    spent.picos += total.picos
+                    spent.tokens += total.tokens
+                    spent.requests += total.requests
         return spent
 
     @staticmethod
@@ -93,7 +116,7 @@ class MemoryLedger(Ledger):
         account.next_sweep = now + _SWEEP_EVERY
         for hold in [h for h in account.holds.values() if h.expires_at <= now]:
             del account.holds[hold.id]
-            account.reserved = account.reserved - hold.amount
+            account.reserved.sub(hold.amount)
             account.expired[hold.id] = now + _EXPIRED_KEPT
         for hold_id in [i for i, until in account.expired.items() if until <= now]:
             del account.expired[hold_id]
@@ -106,15 +129,19 @@ class MemoryLedger(Ledger):
             now = self.clock()
             account = self._account(budget)
             self._expire(account, now)
-            reserved = account.reserved + amount  # held in all once this hold is
+            reserved = account.reserved
             if not limits.unlimited:
                 spent = self._spent(account, window, now)
-                kind = limits.first_exceeded(spent, reserved)
+                kind = limits.first_exceeded_at(
+                    spent.picos + reserved.picos + amount.picos,
+                    spent.tokens + reserved.tokens + amount.tokens,
+                    spent.requests + reserved.requests + amount.requests,
+                )
                 if kind is not None:
-                    return Refused(kind, limits.get(kind) or 0, spent, account.reserved, amount)
+                    return Refused(kind, limits.get(kind) or 0, spent.amount(), reserved.amount(), amount)
             hold = Hold(f"m{next(self._ids)}", budget, amount, now + ttl, window)
             account.holds[hold.id] = hold
-            account.reserved = reserved
+            reserved.add(amount)
             account.next_sweep = min(account.next_sweep, hold.expires_at)
             return hold
 
@@ -125,7 +152,7 @@ class MemoryLedger(Ledger):
             return True  # spend charged without a reservation: every such settle counts
         live = account.holds.pop(hold.id, None)
         if live is not None:
-            account.reserved = account.reserved - live.amount
+            account.reserved.sub(live.amount)
             return True
         # Hold ids are unique per ledger, so an id that is neither live nor expired-unsettled
         # was finished already.
@@ -138,16 +165,18 @@ class MemoryLedger(Ledger):
             self._expire(account, now)
             if not self._finish(account, hold):
                 return
-            account.total = account.total + actual
+            account.total.add(actual)
             window = hold.window
             if window is not None:
                 counters = account.counters.setdefault(window.key, {})
                 bucket = window.bucket(now)
-                if bucket not in counters:
+                total = counters.get(bucket)
+                if total is None:
                     oldest = window.buckets(now).start  # buckets before it can never count again
                     for stale in [b for b in counters if b < oldest]:
                         del counters[stale]
-                counters[bucket] = counters.get(bucket, _ZERO) + actual
+                    total = counters[bucket] = _Sum()
+                total.add(actual)
             if record is not None and self._keep_records:
                 self._records.append(replace(record, time=now))
 
@@ -163,7 +192,7 @@ class MemoryLedger(Ledger):
             now = self.clock()
             account = self._account(budget)
             self._expire(account, now)
-            return Snapshot(self._spent(account, window, now), account.reserved)
+            return Snapshot(self._spent(account, window, now).amount(), account.reserved.amount())
 
     def records(
         self, *, budget: str | None = None, since: float | None = None, until: float | None = None
