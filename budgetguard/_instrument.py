@@ -28,7 +28,7 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
-from budgetguard import _scopes
+from budgetguard import _calls, _scopes
 from budgetguard._calls import (
     MeteredCall,
     defer_stream_end,
@@ -243,7 +243,8 @@ def _end_if_unread(call: MeteredCall) -> None:
 def _scope_ended(scope: Any) -> None:
     """Settle what its scope's end decides: streams broken out of, streaming responses whose
     body was read, and ends deferred from garbage collection."""
-    settle_deferred()
+    if _calls._deferred:  # usually empty: every scope exit runs this
+        settle_deferred()
     if not _open_calls:
         return
     for call in list(_open_calls):

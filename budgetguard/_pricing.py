@@ -502,7 +502,7 @@ class PriceBook:
         output and the whole prompt at the cheapest input rate (cached, if the model has one).
         """
         low, high, exponent = self._bounds(
-            model, prompt_tokens, max_output_tokens, service_tier, batch, audio=audio, images=images
+            model, prompt_tokens, max_output_tokens, service_tier, batch, audio, images
         )
         return _money(low, exponent), _money(high, exponent)
 
@@ -523,7 +523,7 @@ class PriceBook:
         integers: no ``Decimal`` is built, and no decimal context can round it down.
         """
         _, high, exponent = self._bounds(
-            model, prompt_tokens, max_output_tokens, service_tier, batch, audio=audio, images=images
+            model, prompt_tokens, max_output_tokens, service_tier, batch, audio, images
         )
         shift = exponent + _PICO_EXPONENT
         scale: int = 10 ** abs(shift)
@@ -536,7 +536,6 @@ class PriceBook:
         max_output_tokens: int,
         service_tier: str | None,
         batch: bool,
-        *,
         audio: bool,
         images: bool,
     ) -> tuple[int, int, int]:

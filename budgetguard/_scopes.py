@@ -132,7 +132,8 @@ class Scope:
             scope_ended_hook(self)
 
     def _push(self) -> None:
-        _install_hooks()  # installing is automatic on first use
+        if scope_ended_hook is None:  # the SDK hooks are not installed (instrument() sets it)
+            _install_hooks()  # installing is automatic on first use
         _active.set((*_active.get(), self))
 
     def _pop(self) -> None:

@@ -289,19 +289,21 @@ def format_usd(amount: Decimal) -> str:
     return repr(float(amount))
 
 
-def _details(raw: Mapping[str, Any], *names: str) -> Mapping[str, Any]:
-    for name in names:
+def _details(raw: Mapping[str, Any], name: str, other_name: str) -> Mapping[str, Any]:
+    value = raw.get(name)
+    if value is None:
+        name = other_name
         value = raw.get(name)
         if value is None:
-            continue
-        if type(value) is not dict and not isinstance(value, Mapping):  # dict first: the usual case
-            raise UsageFormatError(f"usage.{name} must be an object, got {type(value).__name__}")
-        return value
-    return {}
+            return {}
+    if type(value) is not dict and not isinstance(value, Mapping):  # dict first: the usual case
+        raise UsageFormatError(f"usage.{name} must be an object, got {type(value).__name__}")
+    return value
 
 
-# The two readers below run a dozen times per API call: a plain non-negative int (or absent)
-# is accepted inline, anything else goes through _checked_count for its conversion or error.
+# The readers below run a dozen times per API call: two fixed spellings rather than *names
+# (no tuple per call); a plain non-negative int (or absent) is accepted inline, anything else
+# goes through _checked_count for its conversion or error.
 def _int_field(raw: Mapping[str, Any], name: str) -> int | None:
     value = raw.get(name)
     if value is None or (type(value) is int and value >= 0):
@@ -309,12 +311,15 @@ def _int_field(raw: Mapping[str, Any], name: str) -> int | None:
     return _checked_count(name, value)
 
 
-def _first_int(raw: Mapping[str, Any], *names: str) -> int | None:
-    for name in names:
+def _first_int(raw: Mapping[str, Any], name: str, other_name: str) -> int | None:
+    """The first of two spellings of a count that is present."""
+    value = raw.get(name)
+    if value is None:
+        name = other_name
         value = raw.get(name)
-        if value is not None:
-            return value if type(value) is int and value >= 0 else _checked_count(name, value)
-    return None
+        if value is None:
+            return None
+    return value if type(value) is int and value >= 0 else _checked_count(name, value)
 
 
 def _checked_count(name: str, value: object) -> int:
