@@ -26,7 +26,7 @@ from budgetguard._errors import (
 from budgetguard._estimate import count_text
 from budgetguard._ledger import Amount, Hold, Refused, SpendRecord, picos_to_usd
 from budgetguard._policies import Clamp, Wait, Warn
-from budgetguard._preflight import Plan, billed_choices, plan_request
+from budgetguard._preflight import Plan, billed_choices, plan_request, server_counter
 from budgetguard._scopes import Budget, Scope
 from budgetguard._settings import current_settings
 from budgetguard._usage import TokenCounts, Usage, UsageFormatError
@@ -620,8 +620,7 @@ class MeteredCall:
 def _is_async_client(client: Any) -> bool:
     import inspect
 
-    count = getattr(getattr(getattr(client, "responses", None), "input_tokens", None), "count", None)
-    return inspect.iscoroutinefunction(count)
+    return inspect.iscoroutinefunction(server_counter(client))
 
 
 def _str(value: Any) -> str | None:

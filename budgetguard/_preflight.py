@@ -25,6 +25,7 @@ __all__ = [
     "estimate_request",
     "needs_server_count",
     "plan_request",
+    "server_counter",
     "server_input_tokens",
 ]
 
@@ -128,8 +129,12 @@ def needs_server_count(endpoint: str, body: Mapping[str, Any], client: Any) -> b
     cannot see through, and a client that has ``responses.input_tokens.count``."""
     if endpoint != "responses" or client is None:
         return False
-    counter = getattr(getattr(getattr(client, "responses", None), "input_tokens", None), "count", None)
-    return callable(counter)
+    return callable(server_counter(client))
+
+
+def server_counter(client: Any) -> Any:
+    """The client's ``responses.input_tokens.count`` method, or None if its SDK has none."""
+    return getattr(getattr(getattr(client, "responses", None), "input_tokens", None), "count", None)
 
 
 def _count_arguments(body: Mapping[str, Any]) -> dict[str, Any]:
