@@ -28,6 +28,7 @@ from budgetguard._errors import (
     UnknownModelWarning,
 )
 from budgetguard._policies import Clamp, Policy, Raise, Wait, Warn
+from budgetguard._providers import openai as _openai_hooks  # noqa: F401 - installs on first scope
 from budgetguard._scopes import (
     Budget,
     ScopedThreadPoolExecutor,
@@ -96,8 +97,8 @@ _LAZY = {
     "estimate_request": "budgetguard._preflight",
     "ModelRates": "budgetguard._pricing",
     "PriceBook": "budgetguard._pricing",
-    "instrument": "budgetguard._instrument",
-    "uninstrument": "budgetguard._instrument",
+    "instrument": "budgetguard._providers.openai",
+    "uninstrument": "budgetguard._providers.openai",
     "retry": "budgetguard._retry",
 }
 

@@ -1,45 +1,76 @@
-"""One API call's path: estimate, reserve in every budget, then settle or release.
+"""One API call's life, from the moment its body is known to the moment it is paid for.
 
-``instrument`` creates a :class:`MeteredCall` for each request made inside a scope and
-reports to it what the SDK sees (the response body, stream events, errors); this module turns
-that into reservations, ledger records and usage tallies. It knows no SDK internals.
+A :class:`Call` is a small state machine::
+
+    PLANNED --reserve--> RESERVED --send--> SENT --(a stream or raw body)--> READING
+    SENT | READING --usage read--> SETTLED
+    SENT | READING --usage never seen--> ESTIMATED        (charged from its estimate)
+    PLANNED | RESERVED | SENT --failed, not billed--> RELEASED
+
+Each terminal transition happens exactly once (under one lock). A call being read is owned by
+the scope *entry* it was made in (see ``budgetguard._context``): when that entry ends, the call
+ends if its reader abandoned it; other entries of the same scope object never touch it.
+
+Providers (``budgetguard._providers``) create calls, tell them what the SDK sees (usage read,
+visible output, a stream's end) and give them a :class:`StreamReader` to drain a stream the
+caller closed; this module knows no SDK. Settlement never runs inside a garbage-collection
+finalizer (one may fire while a ledger lock is held): such ends are deferred to the next safe
+point (a call starting, an entry ending, interpreter exit).
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import contextvars
-import math
 import threading
 import time
 import warnings
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
+from budgetguard import _context
+from budgetguard._context import Entry
 from budgetguard._errors import (
     BudgetExceeded,
     BudgetGuardError,
-    BudgetGuardWarning,
     EstimatedUsageWarning,
     UnderReservedWarning,
 )
-from budgetguard._estimate import count_text
 from budgetguard._ledger import Amount, Hold, Refused, SpendRecord, picos_to_usd
-from budgetguard._policies import Clamp, Wait, Warn
-from budgetguard._preflight import Plan, billed_choices, plan_request, server_counter
+from budgetguard._policies import LowerOutputCap, Refusal, Refuse, SendAnyway, WaitThen
+from budgetguard._preflight import Plan, billed_choices, counted_tokens, plan_request
 from budgetguard._scopes import Budget, Scope
 from budgetguard._settings import current_settings
-from budgetguard._usage import TokenCounts, Usage, UsageFormatError
+from budgetguard._usage import TokenCounts, Usage
 
 __all__ = [
-    "MeteredCall",
+    "DRAIN_EVENTS",
+    "Call",
     "ReservationWatch",
-    "defer_stream_end",
-    "endpoint_of",
+    "StreamReader",
+    "count_text_tokens",
     "settle_deferred",
-    "unmetered_warning",
     "watching",
 ]
+
+# States. Plain ints: every call compares them a few times.
+PLANNED, RESERVED, SENT, READING, SETTLED, ESTIMATED, RELEASED = range(7)
+_STATE_NAMES = ("planned", "reserved", "sent", "reading", "settled", "estimated", "released")
+_TERMINAL = SETTLED
+
+#: Events read from a closed stream whose end was in sight, to find the usage it carries.
+DRAIN_EVENTS = 16
+
+
+class StreamReader(Protocol):
+    """How a provider reads more of a stream its caller stopped reading (bounded)."""
+
+    def pull(self, limit: int) -> None:
+        """Read up to ``limit`` more events (each is reported to the call as usual)."""
+
+    async def apull(self, limit: int) -> None: ...
 
 
 class ReservationWatch:
@@ -71,171 +102,146 @@ def watching() -> contextvars.ContextVar[ReservationWatch | None]:
     return _watch
 
 
-def endpoint_of(method: str, url: str) -> str | None:
-    """The billed endpoint a request goes to, or None for anything budgetguard does not meter."""
-    if method.lower() != "post":
-        return None
-    path = url.split("?", 1)[0].rstrip("/")
-    # Order matters: "/chat/completions" also ends with "/completions".
-    if path.endswith("/chat/completions"):
-        return "chat.completions"
-    if path.endswith("/completions"):
-        return "completions"
-    if path.endswith(("/responses", "/responses/compact")):
-        return "responses"  # compaction is billed like a response and reports its usage
-    if path.endswith("/embeddings"):
-        return "embeddings"
-    return None
+_count_text: Callable[[str, str], int] | None = None
 
 
-# Billed endpoints budgetguard cannot price: a capped budget warns that they pass uncounted.
-_UNMETERED_BILLED = (
-    "/images/generations", "/images/edits", "/images/variations", "/audio/speech",
-    "/audio/transcriptions", "/audio/translations", "/videos",
-)  # fmt: skip
-_warned_unmetered: set[str] = set()
+def count_text_tokens(model: str, text: str) -> int:
+    """Plain tokens of visible output (the estimator is imported on first use)."""
+    global _count_text
+    if _count_text is None:
+        from budgetguard._estimate import count_text
+
+        _count_text = count_text
+    return _count_text(model, text)
 
 
-def unmetered_warning(method: str, url: str, scopes: tuple[Scope, ...]) -> None:
-    """Warn (once per endpoint) that a billed request inside a capped budget is not counted."""
-    if method.lower() != "post":
-        return
-    path = url.split("?", 1)[0].rstrip("/")
-    for suffix in _UNMETERED_BILLED:
-        if path.endswith(suffix) and suffix not in _warned_unmetered:
-            budgets = [s.name for s in scopes if isinstance(s, Budget) and not s.limits.unlimited]
-            if budgets:
-                _warned_unmetered.add(suffix)
-                warnings.warn(
-                    f"budgetguard does not meter {path}: its cost is not counted against budget "
-                    f"{budgets[-1]!r} (only chat completions, responses, completions and embeddings are)",
-                    BudgetGuardWarning,
-                    stacklevel=4,
-                )
-            return
-
-
-# Streams whose end was seen where settling is unsafe (a garbage-collection finalizer may run
-# while a ledger lock is held): settled at the next safe point instead.
-_deferred: list[MeteredCall] = []
-
-
-def defer_stream_end(call: MeteredCall) -> None:
-    _deferred.append(call)  # list.append is atomic; safe from a finalizer
+# Calls whose end was seen where settling is unsafe (a garbage-collection finalizer):
+# list.append and list.pop are atomic, so finalizers and threads may use it without a lock.
+_deferred: list[Call] = []
+# Guards every call's state (settle, release and a stream's finalizer may race). One lock for
+# all calls rather than one per call: it is held only to read and change one integer.
+_state_lock = threading.Lock()
+_NOTHING = Amount()
+# Calls being read, for interpreter exit (a dict changed only under _reading_lock).
+_reading: dict[Call, None] = {}
+_reading_lock = threading.Lock()
 
 
 def settle_deferred() -> None:
-    """Settle streams whose end was deferred; runs when a call starts and when a scope exits."""
+    """End the calls whose end was deferred; runs when a call starts and when an entry ends."""
     while _deferred:
         try:
             call = _deferred.pop()
         except IndexError:  # another thread took the last one
             return
-        if not call.finished:
-            call.stream_ended(completed=False)
+        call.abandon(drain=True)
 
 
-_STREAM_USAGE_ENDPOINTS = ("chat.completions", "completions")
-_TERMINAL_RESPONSE_EVENTS = ("response.completed", "response.incomplete", "response.failed")
-_NOTHING = Amount()
-# Guards every call's ``finished`` flag (settle, fail and a stream's finalizer may race). One
-# lock for all calls rather than one per call: it is held only to flip a flag.
-_finish_lock = threading.Lock()
-
-
-class MeteredCall:
-    """The state of one logical request (all its SDK retries) inside one or more scopes."""
+class Call:
+    """One logical request (all its SDK retries) inside one or more scopes."""
 
     # One is built per API call: slots make that, and every attribute read after it, cheaper.
     __slots__ = (
         "__weakref__",
         "_edited",
-        "_last_stream_usage",
-        "_saw_final_usage_chunk",
+        "_last_usage",
         "_server_count",
         "_text",
         "attempts",
         "body",
         "book",
         "budgets",
-        "client",
+        "count_input_tokens",
         "endpoint",
-        "estimate",
-        "finished",
+        "finishing",
         "holds",
-        "injected_stream_usage",
+        "leftover",
         "model",
-        "raw_response",
+        "owner",
+        "plan",
+        "reader",
         "reserved",
         "scopes",
+        "state",
         "stream",
         "stream_started",
     )  # fmt: skip
 
     def __init__(
-        self, endpoint: str, body: Mapping[str, Any], scopes: tuple[Scope, ...], client: Any = None
+        self,
+        endpoint: str,
+        body: Mapping[str, Any],
+        entries: tuple[Entry, ...],
+        *,
+        count_input_tokens: Callable[[], Any] | None = None,
     ) -> None:
         self.endpoint = endpoint
-        self.client = client  # the SDK client, for exact mode's server-side token count
+        # Exact mode: asks the server to count input tokens (provider-made; sync or async).
+        self.count_input_tokens = count_input_tokens
         # The prices in force when the call is made: looked up once, to check, reserve and settle.
         self.book = current_settings().price_book()
-        # The body to send: the caller's mapping until budgetguard changes it (see _edit_body).
+        # The body to send: the caller's mapping until budgetguard changes it (see edit_body).
         self.body: Mapping[str, Any] = body
         self._edited: dict[str, Any] | None = None
+        scopes: tuple[Scope, ...] = tuple(entry.scope for entry in entries)
         # A scope entered twice (nested in itself) is still charged once.
         self.scopes = scopes if len(scopes) < 2 else tuple(dict.fromkeys(scopes))
+        self.owner = entries[-1]
         self.model = str(body.get("model") or "")
         self.stream = bool(body.get("stream"))
         # Innermost first: the tightest cap refuses before outer budgets are touched.
         self.budgets: list[Budget] = [s for s in reversed(self.scopes) if isinstance(s, Budget)]
-        self.holds: dict[int, Hold] = {}
-        self.estimate: Plan | None = None
+        self.holds: list[tuple[Budget, Hold]] = []
+        self.plan: Plan | None = None
         self.reserved = _NOTHING
-        self.injected_stream_usage = False
+        self.state = PLANNED
         self.attempts = 0
-        self.finished = False
         self.stream_started = False
-        self.raw_response: Any = None  # a streaming raw response whose body the caller reads
+        #: The stream showed its end is near (a finish_reason, a final ".done" event): reading
+        #: a few more events finds its usage.
+        self.finishing = False
+        self.reader: StreamReader | None = None
+        #: What a stream collected by the garbage collector left to read (drained later).
+        self.leftover: StreamReader | None = None
         self._text: list[str] = []
-        self._last_stream_usage: tuple[Mapping[str, Any], str | None, str | None] | None = None
-        self._saw_final_usage_chunk = False
+        self._last_usage: tuple[TokenCounts, str | None, str | None] | None = None
         self._server_count: int | None = None
 
-    # ------------------------------------------------------------------ before sending
-    def prepare(self) -> Mapping[str, Any]:
-        """Check the price, inject stream usage, reserve the worst case. Returns the body to send:
-        the one it was given unless budgetguard changed it (then a copy)."""
+    def __repr__(self) -> str:
+        return f"<Call {self.endpoint} {self.model!r} {_STATE_NAMES[self.state]}>"
+
+    @property
+    def finished(self) -> bool:
+        return self.state >= _TERMINAL
+
+    # ------------------------------------------------------------------ planned -> reserved
+    def reserve(self) -> Mapping[str, Any]:
+        """Check the price and reserve the worst case in every budget. Returns the body to
+        send: the one it was given unless budgetguard changed it (then a copy)."""
         if _deferred:
             settle_deferred()
-        self._prepare_body()
+        self._check_model()
         if self.budgets:
-            self._reserve_all(time.sleep)
+            for delay in self._reservation_steps():
+                time.sleep(delay)
+        self.state = RESERVED
         return self.body
 
-    async def prepare_async(self, sleep: Callable[[float], Awaitable[None]]) -> Mapping[str, Any]:
+    async def reserve_async(self, sleep: Callable[[float], Awaitable[None]]) -> Mapping[str, Any]:
         if _deferred:
             settle_deferred()
-        self._prepare_body()
+        self._check_model()
         if self.budgets:
-            await self._count_on_server_async()
-            await self._reserve_all_async(sleep)
+            count = self.count_input_tokens
+            # Exact mode: an async client's count must be awaited before the (sync) planner runs.
+            if count is not None and current_settings().exact_estimates and not self._local_count_is_exact():
+                self._server_count = counted_tokens(await count())
+            for delay in self._reservation_steps():
+                await sleep(delay)
+        self.state = RESERVED
         return self.body
 
-    async def _count_on_server_async(self) -> None:
-        """Exact mode for async clients: the server count must be awaited before estimating."""
-        from budgetguard._preflight import aserver_input_tokens, needs_server_count
-
-        if not current_settings().exact_estimates:
-            return
-        if not needs_server_count(self.endpoint, self.body, self.client):
-            return
-        from budgetguard._estimate import count_request
-
-        if count_request(self.endpoint, self.body).exact:
-            return
-        self._server_count = await aserver_input_tokens(self.client, self.body)
-
-    def _prepare_body(self) -> None:
+    def _check_model(self) -> None:
         if not self.model:
             # A stored prompt can name its model server-side; then only the response says it.
             if self.budgets:
@@ -247,76 +253,99 @@ class MeteredCall:
         else:
             # Raise UnknownModelError now, before anything is sent or billed.
             self.book.resolve(self.model)
-        if self.stream and self.endpoint in _STREAM_USAGE_ENDPOINTS:
-            options = self.body.get("stream_options")
-            if not (isinstance(options, Mapping) and options.get("include_usage")):
-                merged = dict(options) if isinstance(options, Mapping) else {}
-                merged["include_usage"] = True
-                self._edit_body()["stream_options"] = merged
-                self.injected_stream_usage = True
 
-    def _edit_body(self) -> dict[str, Any]:
+    def _local_count_is_exact(self) -> bool:
+        from budgetguard._estimate import count_request
+
+        return count_request(self.endpoint, self.body).exact
+
+    def edit_body(self) -> dict[str, Any]:
         """The body to change: copied on the first change, so the caller's mapping never is."""
         body = self._edited
         if body is None:
             body = self.body = self._edited = dict(self.body)
         return body
 
-    def _estimate(self) -> Plan:
-        if self.estimate is None:
+    def _plan(self) -> Plan:
+        plan = self.plan
+        if plan is None:
             assume = None
             for budget in self.budgets:  # the innermost budget that sets it
                 if budget.assume_output_tokens:
                     assume = budget.assume_output_tokens
                     break
-            exact_mode = current_settings().exact_estimates and not _is_async_client(self.client)
-            self.estimate = plan_request(
+            exact_mode = current_settings().exact_estimates and self._server_count is None
+            plan = self.plan = plan_request(
                 self.endpoint,
                 self.body,
                 assume_output_tokens=assume,
-                client=self.client if exact_mode else None,
+                count_input_tokens=self.count_input_tokens if exact_mode else None,
                 server_prompt_tokens=self._server_count,
             )
-        return self.estimate
+        return plan
 
     def _amount(self, output_tokens: int | None = None) -> Amount:
-        est = self._estimate()
-        prompt = est.tokens.prompt_tokens_upper
+        plan = self._plan()
+        prompt = plan.tokens.prompt_tokens_upper
         if output_tokens is None:
-            return Amount(est.max_picos, prompt + est.reserved_output_tokens, 1)
-        picos = self.book.max_cost_picos(
+            return Amount(plan.max_picos, prompt + plan.reserved_output_tokens, 1)
+        return Amount(self._picos_with_output(output_tokens), prompt + output_tokens, 1)
+
+    def _picos_with_output(self, output_tokens: int) -> int:
+        plan = self._plan()
+        return self.book.max_cost_picos(
             self.model,
-            prompt,
+            plan.tokens.prompt_tokens_upper,
             output_tokens,
-            service_tier=est.service_tier,
-            audio=est.audio,
-            images=est.images,
+            service_tier=plan.service_tier,
+            audio=plan.audio,
+            images=plan.images,
         )
-        return Amount(picos, prompt + output_tokens, 1)
 
-    def _try_reserve_all(self, amount: Amount) -> tuple[Budget, Refused] | None:
-        """Reserve in every budget, innermost first; on a refusal roll back and report it."""
-        holds: dict[int, Hold] = {}
+    def _reservation_steps(self) -> Iterator[float]:
+        """Reserve in every budget, asking refusing budgets' policies what to do; yields the
+        seconds to sleep when a policy waits. One generator serves sync and async alike."""
+        amount = self._amount()
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            refused = self._try_reserve_all(amount, started, attempt)
+            if refused is None:
+                return
+            budget, refusal, decision = refused
+            if isinstance(decision, WaitThen):
+                yield decision.seconds
+            elif isinstance(decision, LowerOutputCap):
+                choices = billed_choices(self.endpoint, self.body)
+                self.edit_body()[_cap_field(self.endpoint, self.body)] = decision.tokens_per_choice
+                amount = self._amount(decision.tokens_per_choice * choices)
+            else:
+                raise self._exceeded(budget, refusal, decision.detail if isinstance(decision, Refuse) else "")
 
-        def roll_back() -> None:
-            for held_budget in self.budgets:
-                hold = holds.get(id(held_budget))
-                if hold is not None:
-                    held_budget._release(hold)
-
-        for budget in self.budgets:
-            outcome = budget._reserve(amount)
-            if isinstance(outcome, Refused) and isinstance(budget.policy, Warn):
-                try:
-                    budget._soft_cap_crossed(outcome)  # a warning-as-error or callback may raise
-                except BaseException:
-                    roll_back()
-                    raise
-                outcome = budget._reserve(amount, enforce=False)
-            if isinstance(outcome, Refused):
-                roll_back()
-                return budget, outcome
-            holds[id(budget)] = outcome
+    def _try_reserve_all(
+        self, amount: Amount, started: float, attempt: int
+    ) -> tuple[Budget, Refused, object] | None:
+        """Reserve ``amount`` in every budget, innermost first. On a refusal the budget's
+        policy decides; unless it lets the request through, every hold taken is rolled back
+        and the refusal returned with the decision. Any error rolls back too."""
+        holds: list[tuple[Budget, Hold]] = []
+        try:
+            for budget in self.budgets:
+                outcome = budget.reserve(amount)
+                if isinstance(outcome, Refused):
+                    decision = budget.policy.decide(self._refusal(budget, outcome, amount, started, attempt))
+                    if not isinstance(decision, SendAnyway):
+                        _roll_back(holds)
+                        return budget, outcome, decision
+                    budget.soft_cap_crossed(outcome)  # may raise (a warning turned into an error)
+                    outcome = budget.reserve(amount, enforce=False)
+                    if isinstance(outcome, Refused):  # pragma: no cover - unenforced never refuses
+                        raise AssertionError("an unenforced reservation was refused")
+                holds.append((budget, outcome))
+        except BaseException:
+            _roll_back(holds)
+            raise
         self.holds = holds
         self.reserved = amount
         watch = _watch.get()
@@ -324,85 +353,34 @@ class MeteredCall:
             watch.saw(amount)
         return None
 
-    def _reservation_steps(self) -> Iterator[float]:
-        """Reserve in every budget, applying policies; yields the seconds to sleep whenever a
-        ``wait`` policy waits. One generator serves the sync and the async path alike."""
-        amount = self._amount()
-        started = time.monotonic()
-        while True:
-            refusal = self._try_reserve_all(amount)
-            if refusal is None:
-                return
-            budget, refused = refusal
-            next_amount = self._after_refusal(budget, refused, amount, time.monotonic() - started)
-            if next_amount is None:
-                yield self._wait_seconds(budget, time.monotonic() - started)
-            else:
-                amount = next_amount
-
-    def _reserve_all(self, sleep: Callable[[float], None]) -> None:
-        for delay in self._reservation_steps():
-            sleep(delay)
-
-    async def _reserve_all_async(self, sleep: Callable[[float], Awaitable[None]]) -> None:
-        for delay in self._reservation_steps():
-            await sleep(delay)
-
-    def _after_refusal(
-        self, budget: Budget, refused: Refused, amount: Amount, waited: float
-    ) -> Amount | None:
-        """Apply the refusing budget's policy: a smaller amount to try, None to wait, or raise."""
-        policy = budget.policy
-        if isinstance(policy, Clamp):
-            return self._clamp(budget, refused, amount, policy)
-        if (
-            isinstance(policy, Wait)
-            and waited < policy.max_wait
-            and _may_free_up(budget, refused, policy.max_wait - waited)
-        ):
-            return None
-        raise self._exceeded(budget, refused, detail=_why(policy, waited))
-
-    def _wait_seconds(self, budget: Budget, waited: float) -> float:
-        from budgetguard._waiting import next_wait
-
-        policy = budget.policy
-        max_wait = policy.max_wait if isinstance(policy, Wait) else 0.0
-        return next_wait(budget, waited, max_wait)
-
-    def _clamp(self, budget: Budget, refused: Refused, amount: Amount, policy: Clamp) -> Amount:
-        est = self._estimate()
-        if refused.kind == "requests" or self.endpoint == "embeddings":
-            raise self._exceeded(budget, refused, detail="clamp cannot lower a request count or an embedding")
-        room = refused.limit - refused.spent.get(refused.kind) - refused.reserved.get(refused.kind)
-        book = self.book
-        if refused.kind == "tokens":
-            fits = room - est.tokens.prompt_tokens_upper
+    def _refusal(
+        self, budget: Budget, refused: Refused, amount: Amount, started: float, attempt: int
+    ) -> Refusal:
+        kind = refused.kind
+        plan = self._plan()
+        prompt = plan.tokens.prompt_tokens_upper
+        cost: Callable[[int], int] | None
+        if kind == "requests" or self.endpoint == "embeddings":
+            cost = None
+        elif kind == "tokens":
+            cost = prompt.__add__
         else:
-            pricing: dict[str, Any] = {
-                "service_tier": est.service_tier,
-                "audio": est.audio,
-                "images": est.images,
-            }
-            _, prompt_usd = book.cost_bounds(self.model, est.tokens.prompt_tokens_upper, 0, **pricing)
-            _, one_more = book.cost_bounds(self.model, est.tokens.prompt_tokens_upper, 1, **pricing)
-            per_token = one_more - prompt_usd
-            spare = picos_to_usd(room) - prompt_usd
-            fits = math.floor(spare / per_token) if per_token > 0 else 0
-        choices = billed_choices(self.endpoint, self.body)
-        per_choice = fits // choices
-        current = amount.tokens - est.tokens.prompt_tokens_upper
-        if per_choice < policy.min_output_tokens or per_choice * choices >= current:
-            raise self._exceeded(
-                budget,
-                refused,
-                detail=f"clamp: only {max(per_choice, 0)} output tokens would fit, "
-                f"the minimum is {policy.min_output_tokens}",
-            )
-        self._edit_body()[_cap_field(self.endpoint, self.body)] = per_choice
-        return self._amount(per_choice * choices)
+            cost = self._picos_with_output
+        return Refusal(
+            kind=kind,
+            limit=refused.limit,
+            spent=refused.spent.get(kind),
+            reserved=refused.reserved.get(kind),
+            requested=refused.requested.get(kind),
+            waited=time.monotonic() - started,
+            attempt=attempt,
+            room_appears_in=budget.room_appears_in(refused),
+            choices=billed_choices(self.endpoint, self.body),
+            output_tokens=amount.tokens - prompt,
+            cost_with_output=cost,
+        )
 
-    def _exceeded(self, budget: Budget, refused: Refused, *, detail: str = "") -> BudgetExceeded:
+    def _exceeded(self, budget: Budget, refused: Refused, detail: str) -> BudgetExceeded:
         def unit(value: int) -> Decimal | int:
             return picos_to_usd(value) if refused.kind == "usd" else value
 
@@ -421,97 +399,99 @@ class MeteredCall:
             detail=detail,
         )
 
-    # ------------------------------------------------------------------ after sending
-    def observe(self, data: Any) -> None:
-        """Read one response body or stream event the SDK parsed."""
-        if self.finished or (type(data) is not dict and not isinstance(data, Mapping)):
+    # ------------------------------------------------------------------ reserved -> sent
+    def sent(self) -> None:
+        """The SDK is sending the request (called once per attempt)."""
+        self.attempts += 1
+        if self.state == RESERVED:
+            self.state = SENT
+
+    def reading(self, reader: StreamReader | None = None) -> None:
+        """The SDK returned a stream or a raw body the caller will read: the owning entry
+        ends it if the caller abandons it."""
+        if self.state not in (RESERVED, SENT):
             return
-        inner = data.get("data")
-        if "event" in data and isinstance(inner, Mapping):
-            data = inner  # the SDK's synthesized {"event": ..., "data": ...} shape
-        kind = data.get("type")
-        if isinstance(kind, str) and kind.startswith("response."):
-            self._observe_response_event(kind, data)
-            return
-        usage = data.get("usage")
+        self.state = READING
+        self.reader = reader
+        with _reading_lock:
+            _reading[self] = None
+        self.owner.adopt(self)
+
+    # ------------------------------------------------------------------ what the SDK saw
+    def saw_usage(self, counts: TokenCounts, model: str | None, service_tier: str | None) -> None:
+        """The server reported usage. A plain body settles at once; a stream keeps the last
+        report until it ends (its usage chunk may come before the last events)."""
         if self.stream:
-            self._collect_text(data)
-            if isinstance(usage, Mapping):
-                self._last_stream_usage = (usage, _str(data.get("model")), _str(data.get("service_tier")))
-                choices = data.get("choices")
-                self._saw_final_usage_chunk = not choices
-            return
-        if usage is not None:
-            self.settle(usage, _str(data.get("model")), _str(data.get("service_tier")))
-        elif data.get("object") == "response" and data.get("status") in ("queued", "in_progress"):
-            self.settle_worst_case("a background response reports its usage only when it completes")
-        elif data.get("object") == "response" or "output" in data:
-            self._collect_response_output(data)  # only needed to estimate a missing usage
+            self._last_usage = (counts, model, service_tier)
         else:
-            self._collect_text(data)
+            self.settle(counts, model, service_tier)
 
-    def _observe_response_event(self, kind: str, data: Mapping[str, Any]) -> None:
-        if kind in _TERMINAL_RESPONSE_EVENTS:
-            response = data.get("response")
-            if isinstance(response, Mapping) and response.get("usage") is not None:
-                self.settle(
-                    response["usage"], _str(response.get("model")), _str(response.get("service_tier"))
-                )
-        elif kind.endswith(".delta"):
-            delta = data.get("delta")
-            if isinstance(delta, str):
-                self._text.append(delta)
+    def saw_text(self, text: str) -> None:
+        """Visible output, kept only to estimate a call whose usage never comes."""
+        self._text.append(text)
 
-    def _collect_text(self, data: Mapping[str, Any]) -> None:
-        choices = data.get("choices")
-        if not isinstance(choices, list):
-            return
-        for choice in choices:
-            if not isinstance(choice, Mapping):
-                continue
-            if isinstance(choice.get("text"), str):
-                self._text.append(choice["text"])
-            for part in (choice.get("delta"), choice.get("message")):
-                if not isinstance(part, Mapping):
-                    continue
-                if isinstance(part.get("content"), str):
-                    self._text.append(part["content"])
-                for call in part.get("tool_calls") or ():
-                    function = call.get("function") if isinstance(call, Mapping) else None
-                    if isinstance(function, Mapping) and isinstance(function.get("arguments"), str):
-                        self._text.append(function["arguments"])
-
-    def _collect_response_output(self, data: Mapping[str, Any]) -> None:
-        for item in data.get("output") or ():
-            if not isinstance(item, Mapping):
-                continue
-            if isinstance(item.get("arguments"), str):
-                self._text.append(item["arguments"])
-            for part in item.get("content") or ():
-                if isinstance(part, Mapping) and isinstance(part.get("text"), str):
-                    self._text.append(part["text"])
-
-    def stream_ended(self, completed: bool) -> None:
-        """The caller finished, broke out of, or abandoned a stream."""
+    def stream_ended(self, *, completed: bool) -> None:
+        """The stream was read to its end (``completed``) or stopped (error, cut, abandoned)."""
         if self.finished:
             return
-        last = self._last_stream_usage
-        if last is not None and (completed or self._saw_final_usage_chunk):
+        last = self._last_usage
+        if last is not None:
             self.settle(*last)
         else:
             self.settle_estimated(
-                "the stream ended before the server reported usage"
-                if not completed
-                else "the stream carried no usage"
+                "the stream carried no usage"
+                if completed
+                else "the stream ended before the server reported usage"
             )
 
-    def settle(self, raw_usage: Any, response_model: str | None, service_tier: str | None) -> None:
-        """Replace every reservation with what the server reported."""
-        try:
-            counts = TokenCounts.from_openai(raw_usage)
-        except UsageFormatError as exc:
-            self.settle_estimated(f"the server's usage was unreadable ({exc})")
+    # ------------------------------------------------------------------ ending a call being read
+    def close(self) -> None:
+        """The caller closed the stream (sync): read on a little if its end was in sight."""
+        self.abandon(drain=True)
+
+    async def aclose(self) -> None:
+        if self.finished:
             return
+        reader = self.reader
+        if reader is not None and self.finishing:
+            with contextlib.suppress(Exception):  # the connection is gone: charge what was seen
+                await reader.apull(DRAIN_EVENTS)
+        self.abandon(drain=False)
+
+    def abandon(self, *, drain: bool) -> None:
+        """Nobody will read this call any more: find its usage where that is cheap (what is
+        already read, or a few events when the stream's end was in sight), else charge it
+        conservatively."""
+        if self.finished:
+            return
+        reader = self.leftover or self.reader
+        if drain and reader is not None:
+            with contextlib.suppress(Exception):  # the connection is gone: charge what was seen
+                reader.pull(DRAIN_EVENTS if self.finishing else 0)
+        if self.finished:
+            return
+        if not self.stream_started and not self._text:
+            # Never read: the server generated (and billed) output nobody saw.
+            self.settle_worst_case("its response was never read")
+            return
+        self.stream_ended(completed=False)
+
+    def read_what_is_there(self) -> None:
+        """Settle from what the caller already read (a raw body), without any I/O."""
+        reader = self.reader
+        if reader is not None and not self.finished:
+            with contextlib.suppress(Exception):
+                reader.pull(0)
+
+    def collected(self, leftover: StreamReader | None = None) -> None:
+        """The garbage collector took the object being read: end the call at a safe point."""
+        if not self.finished:
+            self.leftover = leftover
+            _deferred.append(self)
+
+    # ------------------------------------------------------------------ -> settled | estimated
+    def settle(self, counts: TokenCounts, response_model: str | None, service_tier: str | None) -> None:
+        """Replace every reservation with what the server reported."""
         book = self.book
         # Price the model that answered (a dated snapshot may be priced apart); fall back to
         # the model asked for when the answering name is unknown.
@@ -519,25 +499,33 @@ class MeteredCall:
         if response_model and response_model != model and book.knows(response_model):
             model = response_model
         usage = Usage.of_request(counts, book.cost(counts, model, service_tier=service_tier))
-        self._finish(usage, response_model or self.model, estimated=False)
+        self._finish(usage, response_model or self.model, SETTLED)
 
     def settle_estimated(self, reason: str) -> None:
-        """Charge a billed call whose usage we never saw: prompt estimate + output seen so far."""
+        """Charge a billed call whose usage we never saw: prompt estimate plus the output it
+        may have billed. A model that may bill hidden output (reasoning) is charged its
+        reserved output, not only what was seen."""
         if self.finished:
             return
         try:
-            prompt = self._estimate().tokens.prompt_tokens_upper
+            plan = self._plan()
         except Exception:  # a body we cannot estimate: charge what was reserved, if anything
-            prompt = self.reserved.tokens
-        completion = count_text(self.model, "".join(self._text)) if self._text and self.model else 0
-        self._finish_estimated(prompt, completion, f"from its estimate: {reason}")
+            self._finish_estimated(self.reserved.tokens, 0, f"from its reservation: {reason}")
+            return
+        seen = count_text_tokens(self.model, "".join(self._text)) if self._text and self.model else 0
+        if plan.hidden_output:
+            completion = max(seen, plan.reserved_output_tokens)
+            how = f"at its reserved output (the model may bill hidden reasoning tokens): {reason}"
+        else:
+            completion, how = seen, f"from its estimate: {reason}"
+        self._finish_estimated(plan.tokens.prompt_tokens_upper, completion, how)
 
     def settle_worst_case(self, reason: str) -> None:
         """Charge a billed call whose usage will never be seen at its reserved worst case."""
         if self.finished:
             return
         try:
-            plan = self._estimate()
+            plan = self._plan()
             prompt, completion = plan.tokens.prompt_tokens_upper, plan.reserved_output_tokens
         except Exception:
             prompt, completion = self.reserved.tokens, 0
@@ -547,7 +535,7 @@ class MeteredCall:
         usage = Usage(prompt_tokens=prompt, completion_tokens=completion, requests=1, estimated_requests=1)
         cost = self.book.cost(usage, self.model) if self.model else Decimal(0)
         # Books first: a warning turned into an error must not lose the spend.
-        self._finish(usage.with_cost(cost), self.model, estimated=True)
+        self._finish(usage.with_cost(cost), self.model, ESTIMATED)
         warnings.warn(
             f"budgetguard charged a {self.endpoint} call to {self.model!r} "
             f"({prompt} prompt + {completion} completion tokens) {how}",
@@ -555,45 +543,53 @@ class MeteredCall:
             stacklevel=4,
         )
 
-    def fail(self) -> None:
-        """The request failed without being billed: drop every reservation."""
-        with _finish_lock:
-            if self.finished:
-                return
-            self.finished = True
-        for budget in self.budgets:
-            hold = self.holds.get(id(budget))
-            if hold is not None:
-                budget._release(hold)
+    def _end(self, state: int) -> bool:
+        """Take the one terminal transition; False if another path already took it."""
+        with _state_lock:
+            if self.state >= _TERMINAL:
+                return False
+            reading = self.state == READING
+            self.state = state
+        if reading:
+            self.owner.drop(self)
+            with _reading_lock:
+                _reading.pop(self, None)
+        self.reader = self.leftover = None
+        return True
 
-    def _finish(self, usage: Usage, model: str, *, estimated: bool) -> None:
-        with _finish_lock:
-            if self.finished:
-                return
-            self.finished = True
-        over = False
+    def _finish(self, usage: Usage, model: str, state: int) -> None:
+        if not self._end(state):
+            return
         actual = Amount.of_usage(usage) if self.budgets else _NOTHING
+        held = dict(self.holds) if self.holds else {}
+        over = False
+        errors: list[BaseException] = []
         for scope in self.scopes:
             if isinstance(scope, Budget):
-                hold = self.holds.get(id(scope))
+                hold = held.get(scope)
                 if hold is not None and (
                     actual.picos > hold.amount.picos or actual.tokens > hold.amount.tokens
                 ):
                     over = True
-                # A ledger that keeps no records (the in-memory default) is not given one.
-                record = self._record(scope, usage, model, estimated) if scope.ledger.keeps_records else None
-                scope._settle(hold, actual, record)
-            scope._add_usage(model, usage)
-        # User callbacks run only once every scope's books are complete; the first error is
-        # raised after all of them ran.
-        error: BaseException | None = None
+                try:
+                    # A ledger that keeps no records (the in-memory default) is not given one.
+                    record = (
+                        self._record(scope, usage, model, state == ESTIMATED)
+                        if scope.ledger.keeps_records
+                        else None
+                    )
+                    scope.settle(hold, actual, record)
+                except BaseException as exc:  # every other scope is still settled
+                    errors.append(exc)
+            scope.add_usage(model, usage)
+        # User callbacks run only once every scope's books are complete.
         for budget in self.budgets:
             try:
-                budget._check_alerts()
+                budget.check_alerts()
             except BaseException as exc:
-                error = error or exc
-        if error is not None:
-            raise error
+                errors.append(exc)
+        if errors:
+            raise errors[0]
         if over:
             warnings.warn(
                 f"the API billed more than budgetguard reserved for a {self.endpoint} call to {model!r}: "
@@ -616,15 +612,24 @@ class MeteredCall:
             estimated=estimated,
         )
 
+    # ------------------------------------------------------------------ -> released
+    def release(self) -> BaseException | None:
+        """The request failed without being billed: drop every hold. Reaches every budget;
+        returns the first error a ledger raised (its hold then expires with its TTL)."""
+        if not self._end(RELEASED):
+            return None
+        return _roll_back(self.holds)
 
-def _is_async_client(client: Any) -> bool:
-    import inspect
 
-    return inspect.iscoroutinefunction(server_counter(client))
-
-
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
+def _roll_back(holds: list[tuple[Budget, Hold]]) -> BaseException | None:
+    """Release every hold; the first error is returned, after all were tried."""
+    first: BaseException | None = None
+    for budget, hold in holds:
+        try:
+            budget.release(hold)
+        except BaseException as exc:
+            first = first or exc
+    return first
 
 
 def _cap_field(endpoint: str, body: Mapping[str, Any]) -> str:
@@ -640,29 +645,48 @@ def _cap_field(endpoint: str, body: Mapping[str, Any]) -> str:
     )
 
 
-def _may_free_up(budget: Budget, refused: Refused, time_left: float) -> bool:
-    """Whether waiting up to ``time_left`` seconds can make room: holds in flight may be
-    released, rolling windows shed old spend, a calendar window may roll over in time."""
-    if time_left <= 0:
-        return False
-    kind = refused.kind
-    if refused.requested.get(kind) > refused.limit:
-        return False  # it would not fit in an empty budget
-    if refused.reserved.get(kind) > 0:
-        return True
-    window = budget.window
-    if window is None:
-        return False
-    from budgetguard._windows import Rolling
-
-    if isinstance(window, Rolling):
-        return True
-    now = budget.ledger.clock()
-    _, end = window.span(now)
-    return end - now <= time_left
+# -- entries ending -----------------------------------------------------------------------------
 
 
-def _why(policy: object, waited: float) -> str:
-    if isinstance(policy, Wait):
-        return f"waited {waited:.1f}s of max_wait {policy.max_wait}s"
-    return ""
+def _end_owned(entry: Entry) -> None:
+    """An entry ended: end the calls it owns that their reader abandoned."""
+    if _deferred:
+        settle_deferred()
+    for call in entry.close():
+        if isinstance(call, Call):
+            _end_at_entry_end(call)
+
+
+async def _end_owned_async(entry: Entry) -> None:
+    if _deferred:
+        settle_deferred()
+    for call in entry.close():
+        if isinstance(call, Call) and not call.finished:
+            if call.stream_started:
+                await call.aclose()
+            else:
+                _end_at_entry_end(call)
+
+
+def _end_at_entry_end(call: Call) -> None:
+    if call.finished:
+        return
+    if call.stream_started:
+        call.abandon(drain=True)  # started and not finished: the caller broke out of it
+    else:
+        # A raw body the caller read settles now. Never read: it may be read after its entry
+        # (a function returning a stream); its end, close or finalizer settles it.
+        call.read_what_is_there()
+
+
+_context.on_entry_end(_end_owned, _end_owned_async)
+
+
+@atexit.register
+def _settle_at_exit() -> None:
+    """Calls still being read when the interpreter exits were billed: charge them now."""
+    settle_deferred()
+    with _reading_lock:
+        calls = list(_reading)
+    for call in calls:
+        call.abandon(drain=False)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from budgetguard._errors import BudgetGuardError
+from budgetguard._ledger import DEFAULT_STORE
 
 __all__ = ["main"]
 
@@ -112,7 +113,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         if args.config is None:
             raise BudgetGuardError("report needs --store URI or --config FILE")
         config = load_config(Path(args.config))
-        stores = sorted({b.store for b in config.budgets.values() if b.store != "memory://"})
+        stores = sorted({b.store for b in config.budgets.values() if b.store != DEFAULT_STORE})
         if not stores:
             raise BudgetGuardError(f"{args.config}: no budget uses a persistent store")
         store = stores[0]

@@ -25,7 +25,7 @@ from typing import Any, Literal, cast, get_args
 import yaml
 
 from budgetguard._errors import ConfigError
-from budgetguard._ledger import Window, check_store_uri
+from budgetguard._ledger import DEFAULT_STORE, Window, check_store_uri, ledger_schemes
 from budgetguard._pricing import ModelRates
 from budgetguard._windows import load_zone, parse_window
 
@@ -73,7 +73,8 @@ class Defaults:
     fallback_price: ModelRates | None = None
     assume_output_tokens: int | None = None
     safety_margin: float | None = None
-    store: str = "memory://"
+    store: str = DEFAULT_STORE
+    #: Inherited by the budgets whose store takes it (``ledger_schemes("fail_open")``).
     fail_open: bool = False
     max_wait: float | None = None
     #: The zone of calendar windows that do not name one.
@@ -99,6 +100,8 @@ class BudgetConfig:
     alerts: tuple[Decimal, ...]
     #: One cap per key (user, tenant): ``Budget.named(name, key=...)``.
     keyed: bool
+    #: Whether the store fails open: only ever true for a store whose backend takes ``fail_open``
+    #: (a budget's own ``fail_open: true`` on another store is an error; the default is not inherited).
     fail_open: bool
     hold_ttl: float
 
@@ -375,6 +378,15 @@ def _store(check: _Checker, name: str) -> str | None:
     return uri
 
 
+def _takes_option(store: str, option: str) -> bool:
+    """Whether the backend of ``store`` (a URI already checked) takes ``option=True``."""
+    try:
+        check_store_uri(store, **{option: True})
+    except ConfigError:
+        return False
+    return True
+
+
 def _timezone(check: _Checker, name: str) -> str | None:
     zone = check.string(name)
     if zone is None:
@@ -478,7 +490,7 @@ def _defaults(check: _Checker | None) -> Defaults:
         fallback_price=fallback,
         assume_output_tokens=check.integer("assume_output_tokens", minimum=1),
         safety_margin=float(margin) if margin is not None else None,
-        store=store if store is not None else "memory://",
+        store=store if store is not None else DEFAULT_STORE,
         fail_open=fail_open if fail_open is not None else False,
         max_wait=check.seconds("max_wait", positive=False),
         timezone=_timezone(check, "timezone") or "UTC",
@@ -531,9 +543,12 @@ def _budget(name: str, check: _Checker, defaults: Defaults) -> BudgetConfig:
         )
     store = _store(check, "store") or defaults.store
     fail_open = check.boolean("fail_open")
-    if fail_open and not store.startswith(("redis://", "rediss://")):
+    if fail_open is None:
+        fail_open = defaults.fail_open and _takes_option(store, "fail_open")
+    elif fail_open and not _takes_option(store, "fail_open"):
+        takes = ", ".join(f"{scheme}://" for scheme in ledger_schemes("fail_open"))
         raise check.error(
-            f"fail_open applies to redis:// stores; this budget's store is {store!r}", "fail_open"
+            f"fail_open applies to {takes} stores; this budget's store is {store!r}", "fail_open"
         )
     hold_ttl = check.seconds("hold_ttl", positive=True)
     keyed = check.boolean("keyed")
@@ -549,7 +564,7 @@ def _budget(name: str, check: _Checker, defaults: Defaults) -> BudgetConfig:
         max_wait=max_wait if max_wait is not None else (defaults.max_wait if on_exceed == "wait" else None),
         alerts=alerts,
         keyed=bool(keyed),
-        fail_open=fail_open if fail_open is not None else defaults.fail_open,
+        fail_open=fail_open,
         hold_ttl=hold_ttl if hold_ttl is not None else defaults.hold_ttl,
     )
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from budgetguard._context import unmetered
 from budgetguard._settings import current_settings
 
 if TYPE_CHECKING:
@@ -20,13 +21,12 @@ if TYPE_CHECKING:
 __all__ = [
     "Estimate",
     "Plan",
-    "aserver_input_tokens",
     "assumed_output_tokens",
+    "counted_tokens",
     "estimate_request",
-    "needs_server_count",
+    "input_token_counter",
+    "may_hide_output",
     "plan_request",
-    "server_counter",
-    "server_input_tokens",
 ]
 
 # Largest output each family can produce (tokens). A request without an output cap is
@@ -124,38 +124,24 @@ _COUNT_FIELDS = (
 )
 
 
-def needs_server_count(endpoint: str, body: Mapping[str, Any], client: Any) -> bool:
-    """Whether exact mode can and should ask the server: a Responses body the local count
-    cannot see through, and a client that has ``responses.input_tokens.count``."""
-    if endpoint != "responses" or client is None:
-        return False
-    return callable(server_counter(client))
+def input_token_counter(client: Any, body: Mapping[str, Any]) -> Callable[[], Any] | None:
+    """Exact mode: a function asking the server to count a Responses body's input tokens
+    (neither metered nor billed), or None when ``client`` has no such endpoint. For an async
+    client the function returns an awaitable."""
+    count = getattr(getattr(getattr(client, "responses", None), "input_tokens", None), "count", None)
+    if not callable(count):
+        return None
+    arguments = {key: body[key] for key in _COUNT_FIELDS if key in body}
+
+    def count_input() -> Any:
+        with unmetered():
+            return count(**arguments)
+
+    return count_input
 
 
-def server_counter(client: Any) -> Any:
-    """The client's ``responses.input_tokens.count`` method, or None if its SDK has none."""
-    return getattr(getattr(getattr(client, "responses", None), "input_tokens", None), "count", None)
-
-
-def _count_arguments(body: Mapping[str, Any]) -> dict[str, Any]:
-    return {key: body[key] for key in _COUNT_FIELDS if key in body}
-
-
-def server_input_tokens(client: Any, body: Mapping[str, Any]) -> int:
-    """The server's count of a Responses body's input tokens (not metered, not billed)."""
-    from budgetguard._instrument import unmetered
-
-    with unmetered():
-        result = client.responses.input_tokens.count(**_count_arguments(body))
-    return int(result.input_tokens)
-
-
-async def aserver_input_tokens(client: Any, body: Mapping[str, Any]) -> int:
-    """:func:`server_input_tokens` for an async client."""
-    from budgetguard._instrument import unmetered
-
-    with unmetered():
-        result = await client.responses.input_tokens.count(**_count_arguments(body))
+def counted_tokens(result: Any) -> int:
+    """The token count in the server's answer to :func:`input_token_counter`."""
     return int(result.input_tokens)
 
 
@@ -173,6 +159,8 @@ class Plan(NamedTuple):
     service_tier: str | None = None
     audio: bool = False
     images: bool = False
+    #: Whether the response may bill output a stream does not show (reasoning tokens).
+    hidden_output: bool = False
 
 
 _count_request: Callable[..., TokenEstimate] | None = None
@@ -195,16 +183,21 @@ def plan_request(
     *,
     assume_output_tokens: int | None = None,
     safety_margin: float | None = None,
-    client: Any = None,
+    count_input_tokens: Callable[[], Any] | None = None,
     server_prompt_tokens: int | None = None,
 ) -> Plan:
-    """The worst case of a request, as reserved; see :func:`estimate_request`."""
+    """The worst case of a request, as reserved; see :func:`estimate_request`.
+
+    ``count_input_tokens`` (exact mode, a sync counter from :func:`input_token_counter`) is
+    asked only when the local count is not exact; ``server_prompt_tokens`` is a count already
+    obtained (an async caller awaits the counter itself).
+    """
     settings = current_settings()
     if safety_margin is None:
         safety_margin = settings.safety_margin
     tokens = _counter()(endpoint, body, safety_margin=safety_margin)
-    if server_prompt_tokens is None and not tokens.exact and needs_server_count(endpoint, body, client):
-        server_prompt_tokens = server_input_tokens(client, body)
+    if server_prompt_tokens is None and not tokens.exact and count_input_tokens is not None:
+        server_prompt_tokens = counted_tokens(count_input_tokens())
     if server_prompt_tokens is not None:
         tokens = replace(
             tokens,
@@ -234,7 +227,7 @@ def plan_request(
         audio=audio,
         images=images,
     )
-    return Plan(tokens, reserved_output, high, tier, audio, images)
+    return Plan(tokens, reserved_output, high, tier, audio, images, may_hide_output(tokens.model, body))
 
 
 def estimate_request(
@@ -262,7 +255,9 @@ def estimate_request(
         body,
         assume_output_tokens=assume_output_tokens,
         safety_margin=safety_margin,
-        client=client,
+        count_input_tokens=None
+        if client is None or endpoint != "responses"
+        else input_token_counter(client, body),
         server_prompt_tokens=server_prompt_tokens,
     )
     tokens = plan.tokens
@@ -301,6 +296,21 @@ def billed_choices(endpoint: str, body: Mapping[str, Any]) -> int:
 
         choices *= prompt_count(body)
     return choices
+
+
+# Families whose responses bill reasoning tokens that never appear in the output.
+_REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5", "gpt-oss", "codex")
+
+
+def may_hide_output(model: str, body: Mapping[str, Any]) -> bool:
+    """Whether a response may bill output a stream does not show: reasoning models (or a
+    request that asks for reasoning), and models budgetguard does not know."""
+    if "reasoning" in body or "reasoning_effort" in body:
+        return True
+    name = model.lower().rsplit("/", 1)[-1].removeprefix("ft:")
+    if name.startswith(_REASONING_PREFIXES):
+        return not name.startswith("gpt-5-chat")  # the chat variant does not reason
+    return not any(name.startswith(prefix) for prefix, _ in _MAX_OUTPUT)
 
 
 def requested_tier(body: Mapping[str, Any]) -> str | None:

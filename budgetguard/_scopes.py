@@ -1,8 +1,11 @@
-"""Scopes: the contextvar stack of trackers and budgets that every API call is charged to.
+"""Scopes: the trackers and budgets every API call is charged to.
 
 A call made anywhere inside a ``with`` block (or a decorated function) is charged to every
-scope on the stack at the moment it is made, innermost first. asyncio tasks inherit the stack
-automatically (they copy the context); plain threads do not, hence :func:`propagate`.
+scope active at the moment it is made. Each activation is an entry of ``budgetguard._context``
+(asyncio tasks inherit the chain; plain threads do not, hence :func:`propagate`). A ``Budget``
+offers the call path a small reservation interface: :meth:`Budget.reserve`,
+:meth:`Budget.release`, :meth:`Budget.settle`, :meth:`Budget.room_appears_in` and the alert
+hooks.
 """
 
 from __future__ import annotations
@@ -17,8 +20,11 @@ from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
+from budgetguard import _context
+from budgetguard._context import Entry
 from budgetguard._errors import ConfigError, SoftCapWarning
 from budgetguard._ledger import (
+    DEFAULT_STORE,
     Amount,
     Hold,
     Ledger,
@@ -29,11 +35,14 @@ from budgetguard._ledger import (
     Snapshot,
     SpendRecord,
     Window,
+    open_ledger,
     picos_to_usd,
     usd_to_picos,
 )
 from budgetguard._policies import Policy, Wait, parse_policy
+from budgetguard._settings import current_settings
 from budgetguard._usage import Usage, UsageTotal
+from budgetguard._windows import Rolling
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -45,6 +54,7 @@ __all__ = [
     "Tally",
     "UsageTracker",
     "active_scopes",
+    "named_budget",
     "propagate",
     "track_usage",
     "usage_of",
@@ -53,30 +63,10 @@ __all__ = [
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_active: contextvars.ContextVar[tuple[Scope, ...]] = contextvars.ContextVar("budgetguard_scopes", default=())
-
 
 def active_scopes() -> tuple[Scope, ...]:
     """The scopes a call made here would be charged to, outermost first."""
-    return _active.get()
-
-
-_instrument: Callable[[], None] | None = None
-
-
-# Set by the instrument module: called when a scope ends, to settle what must not outlive it
-# (streams the caller broke out of, ends deferred from a garbage collection).
-scope_ended_hook: Callable[[Scope], None] | None = None
-
-
-def _install_hooks() -> None:
-    # Imported on first use (it imports openai), then kept: entering a scope is on the hot path.
-    global _instrument
-    if _instrument is None:
-        from budgetguard._instrument import instrument
-
-        _instrument = instrument
-    _instrument()
+    return tuple(entry.scope for entry in _context.active_entries())
 
 
 class Scope:
@@ -108,7 +98,7 @@ class Scope:
         with self._lock:
             return {model: total.value() for model, total in self._by_model.items()}
 
-    def _add_usage(self, model: str, usage: Usage) -> None:
+    def add_usage(self, model: str, usage: Usage) -> None:
         with self._lock:
             total = self._by_model.get(model)
             if total is None:
@@ -121,32 +111,15 @@ class Scope:
 
     # -- entering and leaving ------------------------------------------------------------------
     def __enter__(self) -> Any:
-        self._push()
+        _context.push(Entry(self))
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._pop()
-        if scope_ended_hook is not None:
-            scope_ended_hook(self)
-
-    def _push(self) -> None:
-        if scope_ended_hook is None:  # the SDK hooks are not installed (instrument() sets it)
-            _install_hooks()  # installing is automatic on first use
-        _active.set((*_active.get(), self))
-
-    def _pop(self) -> None:
-        stack = _active.get()
-        if stack and stack[-1] is self:  # the usual case
-            _active.set(stack[:-1])
-            return
-        # Remove this scope's innermost entry. Normally it is the top; if user code left an
-        # inner scope open (a generator paused mid-block), we still unwind the right one.
-        for i in range(len(stack) - 1, -1, -1):
-            if stack[i] is self:
-                _active.set(stack[:i] + stack[i + 1 :])
-                return
+        entry = self._pop()
+        if entry is not None:
+            _context.entry_ended(entry)
 
     async def __aenter__(self) -> Any:
         return self.__enter__()
@@ -154,7 +127,17 @@ class Scope:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.__exit__(exc_type, exc, tb)
+        entry = self._pop()
+        if entry is not None:
+            await _context.entry_ended_async(entry)
+
+    def _pop(self) -> Entry | None:
+        """Leave this scope's innermost entry in the current thread or task."""
+        for entry in reversed(_context.active_entries()):
+            if entry.scope is self:
+                _context.pop(entry)
+                return entry
+        return None
 
     # -- decorating ----------------------------------------------------------------------------
     def _for_invocation(self) -> Scope:
@@ -178,12 +161,12 @@ class Scope:
             def gwrapper(*args: Any, **kwargs: Any) -> Any:
                 scope = self._for_invocation()
                 before = scope.by_model
+                entry = Entry(scope)  # one activation for the generator's whole life
                 try:
-                    return (yield from _drive(fn(*args, **kwargs), scope))
+                    return (yield from _drive(fn(*args, **kwargs), entry))
                 finally:
+                    _context.entry_ended(entry)
                     total.add(scope.by_model, before)
-                    if scope_ended_hook is not None:
-                        scope_ended_hook(scope)
 
             gwrapper.tracked = total  # type: ignore[attr-defined]
             return gwrapper
@@ -194,13 +177,13 @@ class Scope:
             async def agwrapper(*args: Any, **kwargs: Any) -> Any:
                 scope = self._for_invocation()
                 before = scope.by_model
+                entry = Entry(scope)
                 try:
-                    async for item in _adrive(fn(*args, **kwargs), scope):
+                    async for item in _adrive(fn(*args, **kwargs), entry):
                         yield item
                 finally:
+                    await _context.entry_ended_async(entry)
                     total.add(scope.by_model, before)
-                    if scope_ended_hook is not None:
-                        scope_ended_hook(scope)
 
             agwrapper.tracked = total  # type: ignore[attr-defined]
             return agwrapper
@@ -235,54 +218,54 @@ class Scope:
         return wrapper
 
 
-def _drive(gen: Generator[Any, Any, Any], scope: Scope) -> Generator[Any, Any, Any]:
-    """Run a generator with ``scope`` active only while the generator itself runs: calls the
+def _drive(gen: Generator[Any, Any, Any], entry: Entry) -> Generator[Any, Any, Any]:
+    """Run a generator with its entry active only while the generator itself runs: calls the
     consumer makes between two items are not the generator's."""
     resume: Callable[[Any], Any] = gen.send
     value: Any = None
     while True:
-        scope._push()
+        _context.push(entry)
         try:
             item = resume(value)
         except StopIteration as stop:
             return stop.value
         finally:
-            scope._pop()
+            _context.pop(entry)
         try:
             value = yield item
             resume = gen.send
         except GeneratorExit:
-            scope._push()
+            _context.push(entry)
             try:
                 gen.close()
             finally:
-                scope._pop()
+                _context.pop(entry)
             raise
         except BaseException as exc:
             resume, value = gen.throw, exc
 
 
-async def _adrive(agen: AsyncGenerator[Any, Any], scope: Scope) -> AsyncGenerator[Any, Any]:
+async def _adrive(agen: AsyncGenerator[Any, Any], entry: Entry) -> AsyncGenerator[Any, Any]:
     """:func:`_drive` for async generators."""
     resume: Callable[[Any], Awaitable[Any]] = agen.asend
     value: Any = None
     while True:
-        scope._push()
+        _context.push(entry)
         try:
             item = await resume(value)
         except StopAsyncIteration:
             return
         finally:
-            scope._pop()
+            _context.pop(entry)
         try:
             value = yield item
             resume = agen.asend
         except GeneratorExit:
-            scope._push()
+            _context.push(entry)
             try:
                 await agen.aclose()
             finally:
-                scope._pop()
+                _context.pop(entry)
             raise
         except BaseException as exc:
             resume, value = agen.athrow, exc
@@ -356,7 +339,6 @@ def usage_of(fn: Callable[..., Any]) -> Usage:
 # --------------------------------------------------------------------------------------------
 
 _LIMIT_KINDS: tuple[LimitKind, ...] = ("usd", "tokens", "requests")
-_DEFAULT_ALERT_CALLBACK: Callable[[Budget, Decimal, Snapshot], None] | None = None
 
 
 class Budget(Scope):
@@ -389,7 +371,6 @@ class Budget(Scope):
         store: Ledger | str | None = None,
         key: str | None = None,
         hold_ttl: float = 600.0,
-        _ledger_name: str | None = None,
     ) -> None:
         super().__init__("budget" if name is None else name)
         self.max_usd = _parse_usd(max_usd, "max_usd")
@@ -427,9 +408,7 @@ class Budget(Scope):
         self.hold_ttl = hold_ttl
         self._store_spec = store
         self._ledger = _open_store(store)
-        self._ledger_key = _ledger_name or self.name
-        if key is not None:
-            self._ledger_key = f"{self._ledger_key}:{key}"
+        self._ledger_key = self.name if key is None else f"{self.name}:{key}"
         self._alerted: set[tuple[Decimal, float]] = set()
         self._warned_over = False
 
@@ -441,8 +420,6 @@ class Budget(Scope):
         Named budgets keep their spend in the configured store under their name (and ``key``
         for keyed budgets), so every process that names them shares one cap.
         """
-        from budgetguard._settings import named_budget
-
         return named_budget(name, key)
 
     def _for_invocation(self) -> Scope:
@@ -502,21 +479,36 @@ class Budget(Scope):
         )
         return f"Budget({caps}, name={self.name!r}, on_exceed={self.policy.name!r})"
 
-    # -- used by the call path -----------------------------------------------------------------
-    def _reserve(self, amount: Amount, *, enforce: bool = True) -> Hold | Refused:
-        limits = self.limits if enforce else Limits()
+    # -- the reservation interface the call path uses -------------------------------------------
+    def reserve(self, amount: Amount, *, enforce: bool = True) -> Hold | Refused:
+        """Hold ``amount`` against the caps (or, ``enforce=False``, past them: a soft cap)."""
+        limits = self.limits if enforce else _NO_LIMITS
         return self._ledger.reserve(self._ledger_key, amount, limits, self.window, ttl=self.hold_ttl)
 
-    def _release(self, hold: Hold) -> None:
+    def release(self, hold: Hold) -> None:
+        """Drop a hold whose call was not billed."""
         self._ledger.release(hold)
 
-    def _settle(self, hold: Hold | None, actual: Amount, record: SpendRecord | None) -> None:
+    def settle(self, hold: Hold | None, actual: Amount, record: SpendRecord | None) -> None:
+        """Replace ``hold`` (None: spend that was not reserved) with what the call cost."""
         if hold is None:
-            # Spend that was not reserved (the usage-only path of an uncapped call).
             hold = Hold("", self._ledger_key, Amount(), 0.0, self.window)
         self._ledger.settle(hold, actual, record)
 
-    def _check_alerts(self) -> None:
+    def room_appears_in(self, refused: Refused) -> float | None:
+        """Seconds until room for a refused request can appear by itself (see ``Refusal``)."""
+        kind = refused.kind
+        if refused.reserved.get(kind) > 0:
+            return 0.0  # holds in flight may be released at any moment
+        window = self.window
+        if window is None:
+            return None
+        if isinstance(window, Rolling):
+            return 0.0  # old spend leaves it continuously
+        now = self._ledger.clock()
+        return max(0.0, window.span(now)[1] - now)
+
+    def check_alerts(self) -> None:
         """Call back once for each alert threshold crossed in the current window (after
         settling). A threshold is crossed when spend reaches that fraction of any cap."""
         if not self.alerts:
@@ -537,12 +529,11 @@ class Budget(Scope):
                     if (threshold, span) in self._alerted:
                         continue
                     self._alerted.add((threshold, span))
-                callback = self.on_alert or _DEFAULT_ALERT_CALLBACK
-                if callback is not None:
-                    callback(self, threshold, snap)
+                if self.on_alert is not None:
+                    self.on_alert(self, threshold, snap)
 
-    def _soft_cap_crossed(self, refused: Refused) -> None:
-        """Called when a ``warn`` budget lets a request through past its cap."""
+    def soft_cap_crossed(self, refused: Refused) -> None:
+        """A ``warn`` budget lets a request through past its cap: warn once per window."""
         span = self.window.span(self._ledger.clock())[0] if self.window is not None else 0.0
         marker = (Decimal(-1), span)
         with self._lock:
@@ -565,20 +556,59 @@ class Budget(Scope):
             self.on_alert(self, Decimal(1), self.snapshot())
 
 
+_NO_LIMITS = Limits()
+
+
+def named_budget(name: str, key: str | None = None) -> Budget:
+    """The configured budget ``name`` (one object per name and key per configuration)."""
+    settings = current_settings()
+    config = settings.config
+    if config is None or name not in config.budgets:
+        known = ", ".join(sorted(config.budgets)) if config is not None else ""
+        raise ConfigError(
+            f"no budget named {name!r} is configured"
+            + (f" (configured: {known})" if known else "; call budgetguard.configure(path) first")
+        )
+    spec = config.budgets[name]
+    if spec.keyed and key is None:
+        raise ConfigError(f"budget {name!r} is keyed (one cap per key): use Budget.named({name!r}, key=...)")
+    if not spec.keyed and key is not None:
+        raise ConfigError(f"budget {name!r} is not keyed; set keyed: true in the config to use key={key!r}")
+    with _named_lock:
+        budget = settings.named.get((name, key))
+        if budget is None:
+            budget = Budget(
+                spec.max_usd,
+                spec.max_tokens,
+                spec.max_requests,
+                name=name,
+                on_exceed=spec.on_exceed,
+                max_wait=spec.max_wait,
+                alerts=spec.alerts,
+                window=spec.window,
+                store=open_ledger(spec.store, fail_open=True) if spec.fail_open else spec.store,
+                key=key,
+                hold_ttl=spec.hold_ttl,
+                shared=True,
+            )
+            settings.named[(name, key)] = budget
+        return budget
+
+
+_named_lock = threading.Lock()
+
+
 def _show(kind: str, value: int) -> str:
     return f"${picos_to_usd(value)}" if kind == "usd" else f"{value} {kind}"
 
 
 def _open_store(store: Ledger | str | None) -> Ledger:
-    if store is None or store == "memory://":
+    if store is None or store == DEFAULT_STORE:
         # A private in-memory ledger: this budget's spend lives as long as the object.
         return MemoryLedger()
     if isinstance(store, Ledger):
         return store
-    from budgetguard._ledger import open_ledger
-
-    ledger: Ledger = open_ledger(store)
-    return ledger
+    return open_ledger(store)
 
 
 def _parse_usd(value: Decimal | float | str | int | None, what: str) -> Decimal | None:

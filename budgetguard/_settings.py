@@ -1,4 +1,4 @@
-"""Process-wide settings: prices, defaults and the named budgets of the loaded configuration."""
+"""Process-wide settings: prices, estimation defaults and the loaded configuration."""
 
 from __future__ import annotations
 
@@ -10,14 +10,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from budgetguard._errors import ConfigError
-
 if TYPE_CHECKING:
-    from budgetguard._config import BudgetConfig, Config
+    from budgetguard._config import Config
     from budgetguard._pricing import ModelRates, PriceBook
-    from budgetguard._scopes import Budget
 
-__all__ = ["Settings", "configure", "current_settings", "named_budget", "reset_settings"]
+__all__ = ["Settings", "configure", "current_settings", "reset_settings"]
 
 
 @dataclass(frozen=True)
@@ -27,11 +24,11 @@ class Settings:
     config: Config | None = None
     assume_output_tokens: int | None = None
     safety_margin: float | None = None
-    on_exceed: str = "raise"
-    max_wait: float | None = None
     #: Ask the server to count Responses inputs the local estimate cannot see (exact mode).
     exact_estimates: bool = False
     _book: PriceBook | None = field(default=None, repr=False)
+    #: The objects ``Budget.named`` handed out under this configuration, by (name, key).
+    named: dict[tuple[str, str | None], Any] = field(default_factory=dict, repr=False, compare=False)
 
     def price_book(self) -> PriceBook:
         if self._book is not None:
@@ -48,7 +45,6 @@ class Settings:
 _lock = threading.Lock()
 _default_book: Callable[[], PriceBook] | None = None
 _settings = Settings()
-_named: dict[tuple[str, str | None], Budget] = {}
 
 
 def current_settings() -> Settings:
@@ -60,7 +56,6 @@ def reset_settings() -> None:
     global _settings
     with _lock:
         _settings = Settings()
-        _named.clear()
 
 
 def configure(
@@ -106,8 +101,6 @@ def configure(
             config=config,
             assume_output_tokens=config.defaults.assume_output_tokens,
             safety_margin=config.defaults.safety_margin,
-            on_exceed=config.defaults.on_exceed,
-            max_wait=config.defaults.max_wait,
         )
     for model, rates in (prices or {}).items():
         overrides[model] = (
@@ -140,51 +133,5 @@ def configure(
         fallback=fallback,
     )
     with _lock:
-        _settings = replace(new, _book=book)
-        _named.clear()
+        _settings = replace(new, _book=book, named={})
     return config
-
-
-def named_budget(name: str, key: str | None = None) -> Budget:
-    """The configured budget ``name`` (one object per name and key per process)."""
-    from budgetguard._scopes import Budget
-
-    config = _settings.config
-    if config is None or name not in config.budgets:
-        known = ", ".join(sorted(config.budgets)) if config is not None else ""
-        raise ConfigError(
-            f"no budget named {name!r} is configured"
-            + (f" (configured: {known})" if known else "; call budgetguard.configure(path) first")
-        )
-    spec: BudgetConfig = config.budgets[name]
-    if spec.keyed and key is None:
-        raise ConfigError(f"budget {name!r} is keyed (one cap per key): use Budget.named({name!r}, key=...)")
-    if not spec.keyed and key is not None:
-        raise ConfigError(f"budget {name!r} is not keyed; set keyed: true in the config to use key={key!r}")
-    with _lock:
-        budget = _named.get((name, key))
-        if budget is None:
-            budget = Budget(
-                spec.max_usd,
-                spec.max_tokens,
-                spec.max_requests,
-                name=name,
-                on_exceed=spec.on_exceed,
-                max_wait=spec.max_wait,
-                alerts=spec.alerts,
-                window=spec.window,
-                store=_store_uri(spec),
-                key=key,
-                hold_ttl=spec.hold_ttl,
-                shared=True,
-            )
-            _named[(name, key)] = budget
-        return budget
-
-
-def _store_uri(spec: BudgetConfig) -> Any:
-    if spec.store.startswith("redis") and spec.fail_open:
-        from budgetguard._ledger import open_ledger
-
-        return open_ledger(spec.store, fail_open=True)
-    return spec.store

@@ -142,6 +142,33 @@ def test_budgets_inherit_the_defaults() -> None:
     assert own.window == Calendar("day", "UTC")
 
 
+def test_fail_open_is_inherited_only_by_budgets_whose_store_takes_it() -> None:
+    config = parse("""
+        version: 1
+        defaults: {fail_open: true, store: "redis://localhost:6379/0"}
+        budgets:
+          shared: {max_usd: 5}
+          local: {max_usd: 5, store: "sqlite:///spend.db"}
+          closed: {max_usd: 5, fail_open: false}
+    """)
+    assert config.defaults.fail_open is True
+    assert {name: b.fail_open for name, b in config.budgets.items()} == {
+        "shared": True,
+        "local": False,
+        "closed": False,
+    }
+    exc = error("""
+        version: 1
+        budgets:
+          b: {store: "sqlite:///spend.db", fail_open: true}
+    """)
+    assert exc.key == "budgets.b.fail_open"
+    assert (
+        "fail_open applies to redis://, rediss:// stores; this budget's store is 'sqlite:///spend.db'"
+        in str(exc)
+    )
+
+
 def test_a_minimal_config_has_safe_defaults() -> None:
     config = parse("version: 1\n")
     assert config.budgets == {}

@@ -3,17 +3,27 @@
 Scopes talk to a ``Ledger``; backends (memory, SQLite, Redis) implement it. Money crosses this
 interface as integer picodollars (10^-12 USD) so every backend adds exactly, including Redis,
 whose counters are 64-bit integers (enough for $9.2 million per counter).
+
+This module also holds the registry of backends by URI scheme. A ``Ledger`` subclass that
+declares ``schemes`` in its own class body is registered for them when the class is created
+(``__init_subclass__``); ``backend_for(uri)`` finds it. The built-in backends live in modules that
+are imported the first time a URI needs one (see ``_BUILTIN_MODULES``), so ``import budgetguard``
+pays for neither sqlite3 nor redis; they register themselves like any other backend.
 """
 
 from __future__ import annotations
 
+import importlib
 import math
+import re
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
+from budgetguard._errors import ConfigError
 from budgetguard._usage import Usage
 
 __all__ = [
@@ -28,6 +38,8 @@ __all__ = [
     "Snapshot",
     "SpendRecord",
     "Window",
+    "backend_for",
+    "ledger_schemes",
     "picos_to_usd",
     "usd_to_picos",
 ]
@@ -207,12 +219,67 @@ class Ledger(ABC):
     that contains the ledger's clock at settle time; a record passed to ``settle`` is stored
     with that time. Spend that had no reservation is settled with a hold whose id is empty,
     ``Hold("", budget, Amount(), 0.0, window)``: each such settle counts.
+
+    A backend opened by URI declares its ``schemes`` and implements ``from_uri``; it may also
+    override ``check_uri`` (validate without opening) and declare ``uri_options`` (the keyword
+    options ``open_ledger`` may pass it)::
+
+        class MyLedger(Ledger):
+            schemes = ("mystore",)
+            uri_options = frozenset({"timeout"})
+
+            @classmethod
+            def from_uri(cls, uri, *, clock, **options):
+                return cls(cls.check_uri(uri), clock=clock, **options)
+
+    Declaring ``schemes`` in the class body registers the class for them when it is created;
+    a scheme already registered to another class is an error. A subclass that does not declare
+    ``schemes`` itself (a test double of a backend, say) registers nothing.
     """
 
     #: Seconds since the epoch; injectable so window roll-over can be tested.
     clock: Callable[[], float]
     #: Whether settle() stores the records it is given; callers skip building them if not.
     keeps_records: bool = True
+    #: URI schemes this backend opens: lower case, without ``://`` (``("mystore",)``).
+    schemes: ClassVar[tuple[str, ...]] = ()
+    #: URI shapes for error messages (default: ``scheme://`` for each scheme).
+    uri_examples: ClassVar[tuple[str, ...]] = ()
+    #: Keyword options ``open_ledger(uri, **options)`` passes on to ``from_uri``; others are refused.
+    uri_options: ClassVar[frozenset[str]] = frozenset()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("schemes"):
+            _register(cls)
+
+    @classmethod
+    def check_uri(cls, uri: str) -> str:
+        """Validate ``uri`` (one of this backend's schemes) without opening anything.
+
+        Returns the store the URI names, canonically: URIs for which it returns the same text
+        share one ledger in ``open_ledger``. Raises ``ConfigError`` naming the URI and the shape
+        expected. The default accepts every URI of the backend's schemes, as written.
+        """
+        return uri
+
+    @classmethod
+    def check_options(cls, uri: str, options: Mapping[str, object]) -> None:
+        """Refuse, with ``ConfigError``, options this backend does not take (see ``uri_options``)."""
+        unknown = sorted(set(options) - cls.uri_options)
+        if unknown:
+            scheme = uri.partition("://")[0].lower()
+            takes = ", ".join(sorted(cls.uri_options)) or "none"
+            raise ConfigError(
+                f"invalid option for a {scheme}:// ledger: {', '.join(unknown)} "
+                f"({_qualname(cls)} takes: {takes})"
+            )
+
+    @classmethod
+    def from_uri(cls, uri: str, *, clock: Callable[[], float], **options: Any) -> Ledger:
+        """Open the store ``uri`` names (``open_ledger`` has checked the options against
+        ``uri_options``); raise ``ConfigError`` if the URI is malformed."""
+        raise NotImplementedError(f"{_qualname(cls)} cannot be opened from a URI")
 
     @abstractmethod
     def reserve(
@@ -241,3 +308,97 @@ class Ledger(ABC):
 def _check_ttl(ttl: float) -> None:
     if not (ttl > 0 and math.isfinite(ttl)):
         raise ValueError(f"hold ttl must be a positive number of seconds, got {ttl!r}")
+
+
+# --- the registry of backends by URI scheme ---------------------------------------------------
+
+# The built-in backends, imported in this order the first time a URI's scheme is not registered
+# yet (or the list of schemes is asked for). Their modules import sqlite3, socket, hashlib and
+# importlib.resources (tens of milliseconds) and are not needed by budgets kept in memory; each
+# registers its own schemes, spelled only in its class. The redis package itself is imported
+# only when a RedisLedger is constructed.
+_BUILTIN_MODULES = (
+    "budgetguard._ledger._memory",
+    "budgetguard._ledger._sqlite",
+    "budgetguard._ledger._redis",
+)
+_SCHEME = re.compile(r"[a-z][a-z0-9+.-]*")
+_registry: dict[str, type[Ledger]] = {}
+_registry_lock = threading.Lock()
+
+
+def _qualname(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _register(cls: type[Ledger]) -> None:
+    schemes = cls.schemes
+    if not isinstance(schemes, tuple) or not all(
+        isinstance(s, str) and _SCHEME.fullmatch(s) for s in schemes
+    ):
+        raise TypeError(
+            f"{_qualname(cls)}.schemes must be a tuple of lower-case URI schemes without '://', "
+            f"such as ('mystore',); got {schemes!r}"
+        )
+    owner = next(k for k in cls.__mro__ if "from_uri" in vars(k))
+    if owner is Ledger:
+        raise TypeError(f"{_qualname(cls)} declares schemes {schemes!r} but does not define from_uri")
+    if cls.__module__ not in _BUILTIN_MODULES:
+        # A clash with a built-in scheme is refused now, not whenever that backend is loaded.
+        _load_builtins()
+    with _registry_lock:
+        for scheme in schemes:
+            other = _registry.get(scheme)
+            # The same class defined again (a module reloaded, a notebook cell run twice) replaces it.
+            if other is not None and _qualname(other) != _qualname(cls):
+                raise ValueError(
+                    f"ledger scheme {scheme}:// is registered to {_qualname(other)}; "
+                    f"{_qualname(cls)} cannot register it too"
+                )
+        for scheme in schemes:
+            _registry[scheme] = cls
+
+
+def _load_builtins() -> None:
+    for module in _BUILTIN_MODULES:
+        importlib.import_module(module)
+
+
+def _registered() -> list[tuple[str, type[Ledger]]]:
+    """Every registered scheme: the built-in backends first, then the others as registered."""
+    _load_builtins()
+    with _registry_lock:
+        entries = list(_registry.items())
+    builtin = {module: rank for rank, module in enumerate(_BUILTIN_MODULES)}
+    order = {scheme: index for index, (scheme, _) in enumerate(entries)}
+    return sorted(entries, key=lambda e: (builtin.get(e[1].__module__, len(builtin)), order[e[0]]))
+
+
+def ledger_schemes(option: str | None = None) -> tuple[str, ...]:
+    """The registered URI schemes, without ``://``, built-in ones first; with ``option``, only
+    the schemes whose backend takes that option (``ledger_schemes("fail_open")``)."""
+    return tuple(scheme for scheme, cls in _registered() if option is None or option in cls.uri_options)
+
+
+def backend_for(uri: str) -> type[Ledger]:
+    """The backend registered for the scheme of ``uri``; ``ConfigError`` if there is none."""
+    if not isinstance(uri, str) or "://" not in uri:
+        examples: list[str] = []
+        seen: set[type[Ledger]] = set()
+        for _, cls in _registered():
+            if cls not in seen:
+                seen.add(cls)
+                examples.extend(cls.uri_examples or [f"{s}://" for s in cls.schemes])
+        raise ConfigError(f"invalid store URI {uri!r}: expected one of {', '.join(examples)}")
+    scheme = uri.split("://", 1)[0].lower()
+    found = _registry.get(scheme)
+    if found is None:
+        for module in _BUILTIN_MODULES:
+            importlib.import_module(module)
+            found = _registry.get(scheme)
+            if found is not None:
+                break
+        else:
+            known = ", ".join(f"{s}://" for s in ledger_schemes())
+            raise ConfigError(f"unknown store scheme {scheme!r} in {uri!r}: known schemes are {known}")
+    return found

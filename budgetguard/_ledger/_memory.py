@@ -14,6 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 from budgetguard._ledger._base import (
     Amount,
@@ -77,7 +78,24 @@ class _Account:
 
 
 class MemoryLedger(Ledger):
-    """A ledger in this process's memory; thread-safe, gone when the process ends."""
+    """A ledger in this process's memory; thread-safe, gone when the process ends.
+
+    By URI: ``memory://``, or ``memory://name`` for a separate store per name; option
+    ``keep_records``.
+    """
+
+    schemes = ("memory",)
+    uri_examples = ("memory://",)
+    uri_options = frozenset({"keep_records"})
+
+    @classmethod
+    def check_uri(cls, uri: str) -> str:
+        return uri.partition("://")[2]  # the name: any text, each its own store
+
+    @classmethod
+    def from_uri(cls, uri: str, *, clock: Callable[[], float], **options: Any) -> MemoryLedger:
+        cls.check_uri(uri)
+        return cls(clock=clock, **options)
 
     def __init__(self, *, clock: Callable[[], float] = time.time, keep_records: int = 0) -> None:
         self.clock = clock

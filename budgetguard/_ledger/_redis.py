@@ -37,7 +37,7 @@ from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from budgetguard._errors import BudgetGuardWarning, StoreError
+from budgetguard._errors import BudgetGuardWarning, ConfigError, StoreError
 from budgetguard._ledger._base import (
     DONE_GRACE,
     Amount,
@@ -98,7 +98,35 @@ class _Script:
 
 
 class RedisLedger(Ledger):
-    """A ledger in a Redis server (``redis://host:port/db`` or ``rediss://`` for TLS)."""
+    """A ledger in a Redis server (``redis://[:password@]host:port/db`` or ``rediss://`` for TLS).
+
+    Options by URI: ``prefix``, ``fail_open``, ``records_cap``, ``socket_timeout``.
+    """
+
+    schemes = ("redis", "rediss")
+    uri_examples = ("redis://host:6379/0",)
+    uri_options = frozenset({"prefix", "fail_open", "records_cap", "socket_timeout"})
+
+    @classmethod
+    def check_uri(cls, uri: str) -> str:
+        try:
+            parts = urlsplit(uri)
+            port = parts.port
+            db = parts.path.strip("/")
+        except ValueError as exc:
+            raise ConfigError(f"invalid Redis store URI {uri!r}: {exc}") from exc
+        if not parts.hostname:
+            raise ConfigError(f"invalid Redis store URI {uri!r}: expected redis://host:port/db")
+        if db and not db.isdigit():
+            raise ConfigError(
+                f"invalid Redis store URI {uri!r}: the database must be a number "
+                f"(redis://host:{port or 6379}/0)"
+            )
+        return uri
+
+    @classmethod
+    def from_uri(cls, uri: str, *, clock: Callable[[], float], **options: Any) -> RedisLedger:
+        return cls(cls.check_uri(uri), clock=clock, **options)
 
     def __init__(
         self,

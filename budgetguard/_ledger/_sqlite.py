@@ -26,8 +26,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
-from budgetguard._errors import StoreError
+from budgetguard._errors import ConfigError, StoreError
 from budgetguard._ledger._base import (
     DONE_GRACE,
     Amount,
@@ -118,7 +119,34 @@ def _pid_running(pid: int) -> bool:
 
 
 class SQLiteLedger(Ledger):
-    """A ledger in one SQLite file (``":memory:"`` for a private in-memory database)."""
+    """A ledger in one SQLite file (``":memory:"`` for a private in-memory database).
+
+    By URI: ``sqlite:///relative/path.db`` (relative to the working directory),
+    ``sqlite:////absolute/path.db``, ``sqlite:///~/path.db`` or ``sqlite:///:memory:``; option
+    ``busy_timeout``.
+    """
+
+    schemes = ("sqlite",)
+    uri_examples = ("sqlite:///relative/path.db", "sqlite:////absolute/path.db")
+    uri_options = frozenset({"busy_timeout"})
+
+    @classmethod
+    def check_uri(cls, uri: str) -> str:
+        """The absolute path of the database (or ``:memory:``)."""
+        rest = uri.partition("://")[2]
+        if not rest.startswith("/") or rest == "/":
+            raise ConfigError(
+                f"invalid SQLite store URI {uri!r}: use sqlite:///relative/path.db (three slashes), "
+                "sqlite:////absolute/path.db (four) or sqlite:///:memory:"
+            )
+        path = rest[1:]
+        if "?" in path or "#" in path:
+            raise ConfigError(f"invalid SQLite store URI {uri!r}: query strings are not supported")
+        return path if path == ":memory:" else os.path.abspath(os.path.expanduser(path))
+
+    @classmethod
+    def from_uri(cls, uri: str, *, clock: Callable[[], float], **options: Any) -> SQLiteLedger:
+        return cls(cls.check_uri(uri), clock=clock, **options)
 
     def __init__(
         self,
