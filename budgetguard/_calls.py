@@ -153,6 +153,7 @@ class Call:
         "budgets",
         "count_input_tokens",
         "endpoint",
+        "entries",
         "finishing",
         "holds",
         "leftover",
@@ -186,6 +187,7 @@ class Call:
         scopes: tuple[Scope, ...] = tuple(entry.scope for entry in entries)
         # A scope entered twice (nested in itself) is still charged once.
         self.scopes = scopes if len(scopes) < 2 else tuple(dict.fromkeys(scopes))
+        self.entries = entries
         self.owner = entries[-1]
         self.model = str(body.get("model") or "")
         self.stream = bool(body.get("stream"))
@@ -582,6 +584,12 @@ class Call:
                 except BaseException as exc:  # every other scope is still settled
                     errors.append(exc)
             scope.add_usage(model, usage)
+        credited: list[object] = []
+        for entry in self.entries:  # decorated functions' tallies, each once
+            tally = entry.tally
+            if tally is not None and tally not in credited:
+                credited.append(tally)
+                tally.add_usage(model, usage)
         # User callbacks run only once every scope's books are complete.
         for budget in self.budgets:
             try:

@@ -38,10 +38,12 @@ __all__ = [
 class Entry:
     """One activation of a scope, and the calls it owns that are still being read."""
 
-    __slots__ = ("_owned", "scope")
+    __slots__ = ("_owned", "scope", "tally")
 
-    def __init__(self, scope: Any) -> None:
+    def __init__(self, scope: Any, tally: Any = None) -> None:
         self.scope = scope
+        #: A decorated function's tally: credited with every call made in this entry.
+        self.tally = tally
         # Created on first use: most entries never own a stream.
         self._owned: dict[object, None] | None = None
 

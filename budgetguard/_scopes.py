@@ -69,23 +69,22 @@ def active_scopes() -> tuple[Scope, ...]:
     return tuple(entry.scope for entry in _context.active_entries())
 
 
-class Scope:
-    """Common behaviour of trackers and budgets: a name, a usage tally, entering and leaving."""
+class Tally:
+    """Running usage totals by model; ``usage`` sums them. Every scope is one, and so is the
+    ``tracked`` attribute of a decorated function (every invocation's calls, exactly)."""
 
-    def __init__(self, name: str | None) -> None:
-        if name is not None and (not isinstance(name, str) or not name):
-            raise ConfigError(f"a scope name must be a non-empty string, got {name!r}")
-        self.name = name or type(self).__name__.lower()
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         # Running totals per model, added to in place as calls settle; the Usage values users
         # read are built from them when read. _total caches the sum (None: a call settled since).
         self._by_model: dict[str, UsageTotal] = {}
         self._total: Usage | None = Usage()
+        #: Decorated functions: how many invocations started.
+        self.invocations = 0
 
-    # -- tallies -------------------------------------------------------------------------------
     @property
     def usage(self) -> Usage:
-        """Everything settled inside this scope so far (calls in nested scopes included)."""
+        """Everything settled here so far (calls in nested scopes included)."""
         total = self._total
         if total is None:
             with self._lock:
@@ -108,6 +107,16 @@ class Scope:
 
     def __str__(self) -> str:
         return str(self.usage)
+
+
+class Scope(Tally):
+    """Common behaviour of trackers and budgets: a name, a usage tally, entering and leaving."""
+
+    def __init__(self, name: str | None) -> None:
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ConfigError(f"a scope name must be a non-empty string, got {name!r}")
+        super().__init__()
+        self.name = name or type(self).__name__.lower()
 
     # -- entering and leaving ------------------------------------------------------------------
     def __enter__(self) -> Any:
@@ -151,22 +160,19 @@ class Scope:
         """
         if not callable(fn):
             raise TypeError(f"{type(self).__name__} decorates a function, got {fn!r}")
-        # Per-invocation deltas, so a shared scope also used outside this function still
-        # credits the function with exactly what its own invocations spent.
+        # Every call made in an invocation is credited to the function's tally through the
+        # invocation's entry, so concurrent invocations of a shared scope never mix.
         total = Tally()
 
         if inspect.isgeneratorfunction(fn):
 
             @functools.wraps(fn)
             def gwrapper(*args: Any, **kwargs: Any) -> Any:
-                scope = self._for_invocation()
-                before = scope.by_model
-                entry = Entry(scope)  # one activation for the generator's whole life
+                entry = self._invocation(total)  # one entry for the generator's whole life
                 try:
                     return (yield from _drive(fn(*args, **kwargs), entry))
                 finally:
                     _context.entry_ended(entry)
-                    total.add(scope.by_model, before)
 
             gwrapper.tracked = total  # type: ignore[attr-defined]
             return gwrapper
@@ -175,15 +181,12 @@ class Scope:
 
             @functools.wraps(fn)
             async def agwrapper(*args: Any, **kwargs: Any) -> Any:
-                scope = self._for_invocation()
-                before = scope.by_model
-                entry = Entry(scope)
+                entry = self._invocation(total)
                 try:
                     async for item in _adrive(fn(*args, **kwargs), entry):
                         yield item
                 finally:
                     await _context.entry_ended_async(entry)
-                    total.add(scope.by_model, before)
 
             agwrapper.tracked = total  # type: ignore[attr-defined]
             return agwrapper
@@ -193,29 +196,34 @@ class Scope:
 
             @functools.wraps(fn)
             async def awrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                scope = self._for_invocation()
-                before = scope.by_model
+                entry = self._invocation(total)
+                _context.push(entry)
                 try:
-                    async with scope:
-                        return await afn(*args, **kwargs)
+                    return await afn(*args, **kwargs)
                 finally:
-                    total.add(scope.by_model, before)
+                    _context.pop(entry)
+                    await _context.entry_ended_async(entry)
 
             awrapper.tracked = total  # type: ignore[attr-defined]
             return awrapper  # type: ignore[return-value]
 
         @functools.wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            scope = self._for_invocation()
-            before = scope.by_model
+            entry = self._invocation(total)
+            _context.push(entry)
             try:
-                with scope:
-                    return fn(*args, **kwargs)
+                return fn(*args, **kwargs)
             finally:
-                total.add(scope.by_model, before)
+                _context.pop(entry)
+                _context.entry_ended(entry)
 
         wrapper.tracked = total  # type: ignore[attr-defined]
         return wrapper
+
+    def _invocation(self, tally: Tally) -> Entry:
+        with tally._lock:
+            tally.invocations += 1
+        return Entry(self._for_invocation(), tally)
 
 
 def _drive(gen: Generator[Any, Any, Any], entry: Entry) -> Generator[Any, Any, Any]:
@@ -269,28 +277,6 @@ async def _adrive(agen: AsyncGenerator[Any, Any], entry: Entry) -> AsyncGenerato
             raise
         except BaseException as exc:
             resume, value = agen.athrow, exc
-
-
-class Tally:
-    """Usage of every invocation of a decorated function: ``fn.tracked.usage``."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.usage = Usage()
-        self.by_model: dict[str, Usage] = {}
-        self.invocations = 0
-
-    def add(self, after: dict[str, Usage], before: dict[str, Usage]) -> None:
-        with self._lock:
-            self.invocations += 1
-            for model, usage in after.items():
-                delta = usage - before.get(model, Usage())
-                if delta:
-                    self.usage = self.usage + delta
-                    self.by_model[model] = self.by_model.get(model, Usage()) + delta
-
-    def __str__(self) -> str:
-        return str(self.usage)
 
 
 class UsageTracker(Scope):

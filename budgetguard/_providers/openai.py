@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import json
+import sys
 import threading
 import warnings
 import weakref
@@ -288,6 +289,8 @@ def _after(call: Call, result: Any) -> None:
         return
     if call.stream or http_response is not None:
         # A stream, or a raw response whose body the caller will read (maybe as a stream).
+        if http_response is not None:
+            _tee(call, http_response)
         call.reading(_StreamReader(result) if http_response is None else _RawReader(call, http_response))
         try:
             weakref.finalize(result, _collected, call, http_response)
@@ -316,9 +319,20 @@ def _body_was_read(http_response: Any) -> bool:
 def _read_body(call: Call, http_response: Any) -> None:
     """Read the usage out of a body the caller (or the SDK) read in full."""
     try:
-        text = http_response.content.decode("utf-8", "replace")
+        content = http_response.content
     except Exception:
-        text = ""
+        content = b""
+    _read_bytes(call, content)
+    if not call.finished:
+        if call.stream:
+            call.stream_ended(completed=True)
+        else:
+            call.settle_estimated("the response carried no usage")
+
+
+def _read_bytes(call: Call, content: bytes) -> None:
+    """Report the JSON body or the server-sent events in ``content`` to the call."""
+    text = content.decode("utf-8", "replace")
     if text.lstrip().startswith("{"):
         with contextlib.suppress(ValueError):
             _observe(call, json.loads(text))
@@ -329,11 +343,79 @@ def _read_body(call: Call, http_response: Any) -> None:
                     _observe(call, json.loads(line[5:]))
                 except ValueError:
                     continue
+
+
+class _SyncTee:
+    """Keeps a copy of the bytes a raw response's caller reads (``.json()``, ``.text()``,
+    ``iter_lines()``, ...) and reports them to the call when the body is closed, which httpx
+    does when the body is read to its end or the response is closed."""
+
+    def __init__(self, inner: Any, call: Call) -> None:
+        self._inner = inner
+        self._call = call
+        self._seen = bytearray()
+        #: Off once the SDK parses the body as a stream: its events are reported one by one.
+        self.collecting = True
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._inner:
+            if self.collecting:
+                self._seen += chunk
+            yield chunk
+
+    def close(self) -> None:
+        try:
+            self._inner.close()
+        finally:
+            _raw_body_closed(self._call, self)
+
+
+class _AsyncTee:
+    """:class:`_SyncTee` for async responses."""
+
+    def __init__(self, inner: Any, call: Call) -> None:
+        self._inner = inner
+        self._call = call
+        self._seen = bytearray()
+        self.collecting = True
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._inner:
+            if self.collecting:
+                self._seen += chunk
+            yield chunk
+
+    async def aclose(self) -> None:
+        try:
+            await self._inner.aclose()
+        finally:
+            _raw_body_closed(self._call, self)
+
+
+def _raw_body_closed(call: Call, tee: _SyncTee | _AsyncTee) -> None:
+    if call.finished or not tee.collecting:
+        return
+    _read_bytes(call, bytes(tee._seen))
     if not call.finished:
-        if call.stream:
-            call.stream_ended(completed=True)
-        else:
-            call.settle_estimated("the response carried no usage")
+        call.abandon(drain=False)  # read in part, or not at all: charged conservatively
+
+
+# The httpx stream base classes, subclassed per httpx flavour (openai 3.x uses httpx2):
+# httpx checks isinstance(response.stream, SyncByteStream) before reading.
+_tee_classes: dict[type, type] = {}
+
+
+def _tee(call: Call, http_response: Any) -> None:
+    stream = getattr(http_response, "stream", None)
+    httpx = sys.modules.get(type(http_response).__module__.split(".", 1)[0])
+    for base_name, mixin in (("SyncByteStream", _SyncTee), ("AsyncByteStream", _AsyncTee)):
+        base = getattr(httpx, base_name, None)
+        if isinstance(base, type) and isinstance(stream, base):
+            cls = _tee_classes.get(base)
+            if cls is None:
+                cls = _tee_classes[base] = type(f"Budgetguard{base_name}Tee", (mixin, base), {})
+            http_response.stream = cls(stream, call)
+            return
 
 
 class _RawReader:
@@ -555,6 +637,12 @@ def _is_injected_usage_chunk(call: Call, item: Any) -> bool:
     )
 
 
+def _stop_collecting(http_response: Any) -> None:
+    tee = getattr(http_response, "stream", None)
+    if isinstance(tee, _SyncTee | _AsyncTee):
+        tee.collecting = False
+
+
 def _wrap_sync_stream(original: Callable[..., Any]) -> Callable[..., Any]:
     def __stream__(self: Any) -> Iterator[Any]:
         call = _call_of(self.response)
@@ -563,6 +651,7 @@ def _wrap_sync_stream(original: Callable[..., Any]) -> Callable[..., Any]:
             return
         call.stream_started = True
         call.reader = _StreamReader(self)
+        _stop_collecting(self.response)
         inner = original(self)
         try:
             for item in inner:
@@ -592,6 +681,7 @@ def _wrap_async_stream(original: Callable[..., Any]) -> Callable[..., Any]:
             return
         call.stream_started = True
         call.reader = _StreamReader(self)
+        _stop_collecting(self.response)
         try:
             async for item in original(self):
                 if not _is_injected_usage_chunk(call, item):
