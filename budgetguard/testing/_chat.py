@@ -15,6 +15,7 @@ from ._wire import (
     Turn,
     apply_usage_override,
     chat_usage,
+    json_type,
     output_cap,
     positive_int,
     require_model,
@@ -32,6 +33,8 @@ def chat_completions(turn: Turn) -> Outcome:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise RequestError("'messages' must be a non-empty array of messages", param="messages")
+    for index, message in enumerate(messages):
+        _check_message(message, f"messages[{index}]")
     n = positive_int(body, "n", 1) or 1
     cap = output_cap(body, "max_completion_tokens", "max_tokens")
     output_format = _output_format(body.get("response_format"))
@@ -41,7 +44,7 @@ def chat_completions(turn: Turn) -> Outcome:
         stream and isinstance(stream_options, Mapping) and bool(stream_options.get("include_usage"))
     )
 
-    prompt_tokens = turn.prompt_tokens()
+    prompt = turn.prompt()
     reply = turn.take_reply()
     choices = [
         generate(
@@ -54,9 +57,7 @@ def chat_completions(turn: Turn) -> Outcome:
         )
         for _ in range(n)
     ]
-    usage = apply_usage_override(
-        chat_usage(prompt_tokens, sum(c.tokens for c in choices)), reply, responses=False
-    )
+    usage = apply_usage_override(chat_usage(prompt, sum(c.tokens for c in choices)), reply, responses=False)
     completion_id = turn.new_id("chatcmpl-")
     head = {
         "created": turn.created,
@@ -113,6 +114,31 @@ def chat_completions(turn: Turn) -> Outcome:
         events.add({**chunk_head, "choices": [], "usage": usage})
     events.add_raw(DONE)
     return StreamOutcome(events, reply.cut_stream_after if reply else None, delay)
+
+
+def _check_message(message: object, path: str) -> None:
+    """Refuse the message shapes the real API refuses: no object, no role, content not text."""
+    if not isinstance(message, Mapping):
+        raise RequestError(
+            f"Invalid type for '{path}': expected an object, but got {json_type(message)} instead.",
+            param=path,
+        )
+    if not isinstance(message.get("role"), str):
+        raise RequestError(f"Missing or invalid required parameter: '{path}.role'.", param=f"{path}.role")
+    content = message.get("content")
+    if content is not None and not isinstance(content, str | list):
+        raise RequestError(
+            f"Invalid type for '{path}.content': expected one of an array of objects or a string, "
+            f"but got {json_type(content)} instead.",
+            param=f"{path}.content",
+        )
+    for index, part in enumerate(content if isinstance(content, list) else ()):
+        if not isinstance(part, Mapping):
+            where = f"{path}.content[{index}]"
+            raise RequestError(
+                f"Invalid type for '{where}': expected an object, but got {json_type(part)} instead.",
+                param=where,
+            )
 
 
 def _choice(index: int, generation: Generation) -> dict[str, Any]:

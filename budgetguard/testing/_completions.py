@@ -45,7 +45,7 @@ def completions(turn: Turn) -> Outcome:
         stream and isinstance(stream_options, Mapping) and bool(stream_options.get("include_usage"))
     )
 
-    prompt_tokens = turn.prompt_tokens()
+    prompt_tokens = turn.prompt().tokens
     reply = turn.take_reply()
     text_reply = dataclasses.replace(reply, tool_calls=()) if reply is not None else None
     candidates = [

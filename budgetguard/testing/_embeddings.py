@@ -39,7 +39,7 @@ def embeddings(turn: Turn) -> Outcome:
         raise RequestError("This model does not support specifying dimensions.", param="dimensions")
     size = dimensions or _DIMENSIONS.get(model, _DEFAULT_DIMENSIONS)
 
-    prompt_tokens = turn.prompt_tokens()
+    prompt_tokens = turn.prompt().tokens
     data = []
     for index, item in enumerate(inputs):
         vector = _vector(model, item, size)

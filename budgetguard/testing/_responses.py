@@ -14,6 +14,7 @@ from ._wire import (
     StreamOutcome,
     Turn,
     apply_usage_override,
+    json_type,
     output_cap,
     require_model,
     responses_usage,
@@ -25,16 +26,18 @@ __all__ = ["input_tokens", "responses"]
 
 def input_tokens(turn: Turn) -> Outcome:
     require_model(turn.body)
-    return JsonOutcome(200, {"object": "response.input_tokens", "input_tokens": turn.prompt_tokens()})
+    _check_input(turn.body)
+    return JsonOutcome(200, {"object": "response.input_tokens", "input_tokens": turn.prompt().tokens})
 
 
 def responses(turn: Turn) -> Outcome:
     body = turn.body
     model = require_model(body)
+    _check_input(body)
     cap = output_cap(body, "max_output_tokens")
     output_format = _output_format(body.get("text"))
 
-    prompt_tokens = turn.prompt_tokens()
+    prompt = turn.prompt()
     reply = turn.take_reply()
     generation = generate(
         model=model,
@@ -44,7 +47,7 @@ def responses(turn: Turn) -> Outcome:
         output_format=output_format,
         new_call_id=lambda: turn.new_id("call_"),
     )
-    usage = apply_usage_override(responses_usage(prompt_tokens, generation.tokens), reply, responses=True)
+    usage = apply_usage_override(responses_usage(prompt, generation.tokens), reply, responses=True)
     omit_usage = reply is not None and reply.omit_usage
     status = "incomplete" if generation.truncated else "completed"
     items = _output_items(turn, generation, status)
@@ -82,6 +85,31 @@ def responses(turn: Turn) -> Outcome:
     return StreamOutcome(
         _events(response, items, generation), reply.cut_stream_after if reply else None, delay
     )
+
+
+def _check_input(body: Mapping[str, Any]) -> None:
+    """Refuse what the real API refuses: ``input`` neither text nor items, ``instructions`` not text."""
+    instructions = body.get("instructions")
+    if instructions is not None and not isinstance(instructions, str):
+        raise RequestError(
+            f"Invalid type for 'instructions': expected a string, but got {json_type(instructions)} instead.",
+            param="instructions",
+        )
+    items = body.get("input")
+    if items is None or isinstance(items, str):
+        return
+    if not isinstance(items, list):
+        raise RequestError(
+            f"Invalid type for 'input': expected one of a string or an array of input items, "
+            f"but got {json_type(items)} instead.",
+            param="input",
+        )
+    for index, item in enumerate(items):
+        if not isinstance(item, Mapping):
+            raise RequestError(
+                f"Invalid type for 'input[{index}]': expected an object, but got {json_type(item)} instead.",
+                param=f"input[{index}]",
+            )
 
 
 def _output_items(turn: Turn, generation: Generation, status: str) -> list[dict[str, Any]]:

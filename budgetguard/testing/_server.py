@@ -26,15 +26,17 @@ from budgetguard._errors import EstimateError
 
 from ._chat import chat_completions
 from ._completions import completions
+from ._counting import count_prompt_tokens
 from ._embeddings import embeddings
-from ._generate import model_encoding
 from ._models import get_model, list_models
+from ._recordings import Recordings, RecordingsSource
 from ._responses import input_tokens, responses
 from ._script import Fault, ReceivedRequest, Reply, Script
 from ._wire import (
     JsonOutcome,
     Outcome,
     PromptCounter,
+    PromptUsage,
     RequestError,
     StreamOutcome,
     Turn,
@@ -57,24 +59,16 @@ _API_PREFIX = "/v1"
 _AZURE_PATH = re.compile(r"/openai/deployments/([^/]+)/(.+)")
 
 
-def estimator_prompt_tokens(endpoint: str, body: dict[str, Any]) -> int:
-    """The default prompt counter: budgetguard's own request estimator."""
-    from budgetguard._estimate import count_request  # lazily: it loads tiktoken
-
-    model = body.get("model")
-    if isinstance(model, str):
-        # Load the vocabulary under our lock first: hundreds of cold concurrent requests must
-        # not each load it (the estimator's loader is not single-flight).
-        model_encoding(model)
-    return count_request(endpoint, body).prompt_tokens
-
-
 class _State:
-    def __init__(self, counter: PromptCounter, default_tokens: int) -> None:
+    def __init__(self, counter: PromptCounter, recordings: Recordings | None, default_tokens: int) -> None:
         self.script = Script()
         self.counter = counter
+        self.recordings = recordings
         self.default_tokens = default_tokens
         self.stopping = threading.Event()
+
+    def recorded(self, endpoint: str, body: dict[str, Any]) -> PromptUsage | None:
+        return self.recordings.lookup(endpoint, body) if self.recordings is not None else None
 
 
 class _Server(ThreadingHTTPServer):
@@ -196,12 +190,13 @@ class _Handler(BaseHTTPRequestHandler):
             counter=state.counter,
             new_id=state.script.new_id,
             default_tokens=state.default_tokens,
+            recorded=state.recorded,
         )
         try:
             return build(turn)
         except RequestError as exc:
             return error_outcome(exc.status, exc.message, param=exc.param, code=exc.code)
-        except EstimateError as exc:
+        except EstimateError as exc:  # a custom prompt_counter built on budgetguard's estimator
             return error_outcome(400, f"the request body is malformed for {endpoint}: {exc}")
         except Exception as exc:
             log.exception("the simulator failed on %s %s", self.command, path)
@@ -295,16 +290,32 @@ class Simulator:
             client.chat.completions.create(model="gpt-4o", messages=[...])
             assert sim.requests[0].path == "/v1/chat/completions"
 
-    Usage is computed from the request: prompt tokens by ``prompt_counter`` (budgetguard's own
-    estimator by default), completion tokens by tiktoken over the generated text. Without a
-    scripted reply the answer is ``default_tokens`` tokens of fixed text (fewer under a cap), or
-    a minimal JSON instance of a requested schema.
+    Usage is computed from the request, independently of budgetguard's own estimator, so an
+    estimate that is wrong shows up as a budget that is wrong:
+
+    - prompt tokens: a body found in ``recorded_usage`` is billed what the real API billed it
+      (its prompt / input tokens and their details, such as ``cached_tokens``); any other body
+      is counted by ``prompt_counter``, by default the simulator's own counter written from
+      OpenAI's public rules (``budgetguard.testing._counting`` lists them).
+    - completion tokens: tiktoken over the generated text and tool-call arguments.
+
+    ``recorded_usage`` is a JSONL file's path or an iterable of recordings (objects with
+    ``endpoint``, ``request`` and ``usage``); ``budgetguard.testing._recordings`` says how
+    bodies are matched. Without a scripted reply the answer is ``default_tokens`` tokens of
+    fixed text (fewer under a cap), or a minimal JSON instance of a requested schema.
     """
 
-    def __init__(self, *, prompt_counter: PromptCounter | None = None, default_tokens: int = 16) -> None:
+    def __init__(
+        self,
+        *,
+        prompt_counter: PromptCounter | None = None,
+        recorded_usage: RecordingsSource | None = None,
+        default_tokens: int = 16,
+    ) -> None:
         if default_tokens < 1:
             raise ValueError(f"default_tokens must be >= 1, not {default_tokens}")
-        self._state = _State(prompt_counter or estimator_prompt_tokens, default_tokens)
+        recordings = Recordings(recorded_usage) if recorded_usage is not None else None
+        self._state = _State(prompt_counter or count_prompt_tokens, recordings, default_tokens)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 

@@ -14,6 +14,7 @@ __all__ = [
     "JsonOutcome",
     "Outcome",
     "PromptCounter",
+    "PromptUsage",
     "RequestError",
     "StreamOutcome",
     "Turn",
@@ -21,6 +22,7 @@ __all__ = [
     "chat_usage",
     "error_outcome",
     "fault_outcome",
+    "json_type",
     "output_cap",
     "positive_int",
     "require_model",
@@ -29,8 +31,23 @@ __all__ = [
 ]
 
 PromptCounter = Callable[[str, dict[str, Any]], int]
-"""``(endpoint, body) -> prompt tokens``; endpoint is ``"chat.completions"``, ``"responses"``,
-``"completions"`` or ``"embeddings"``."""
+"""``(endpoint, body) -> prompt tokens``: how a ``Simulator`` bills the prompt of a request.
+
+``endpoint`` is ``"chat.completions"``, ``"responses"`` (also for ``/responses/input_tokens``),
+``"completions"`` or ``"embeddings"``; ``body`` is the parsed JSON body, already checked by the
+endpoint. The default is the simulator's own counter (``budgetguard.testing._counting``, written
+from OpenAI's public counting rules and independent of budgetguard's estimator). Bodies found in
+``Simulator(recorded_usage=...)`` are billed their recorded usage instead, without a call to the
+counter. An exception raised here is answered with a 500 the SDKs do not retry.
+"""
+
+
+@dataclass(frozen=True)
+class PromptUsage:
+    """The prompt side of a request's usage: its tokens and details (``cached_tokens``, ...)."""
+
+    tokens: int
+    details: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -129,13 +146,18 @@ class Turn:
     counter: PromptCounter
     new_id: Callable[[str], str]
     default_tokens: int
+    recorded: Callable[[str, dict[str, Any]], PromptUsage | None]
     created: int = field(default_factory=lambda: int(time.time()))
 
-    def prompt_tokens(self) -> int:
+    def prompt(self) -> PromptUsage:
+        """The recorded prompt usage of this body if there is one, else the counter's count."""
+        recorded = self.recorded(self.endpoint, self.body)
+        if recorded is not None:
+            return recorded
         count = self.counter(self.endpoint, self.body)
         if not isinstance(count, int) or isinstance(count, bool) or count < 0:
             raise TypeError(f"the prompt counter returned {count!r} for {self.endpoint}, not an int >= 0")
-        return count
+        return PromptUsage(count)
 
 
 def require_model(body: Mapping[str, Any]) -> str:
@@ -178,12 +200,12 @@ _TO_CHAT = {
 _TO_RESPONSES = {chat: responses for responses, chat in _TO_CHAT.items()}
 
 
-def chat_usage(prompt: int, completion: int) -> dict[str, Any]:
+def chat_usage(prompt: PromptUsage, completion: int) -> dict[str, Any]:
     return {
-        "prompt_tokens": prompt,
+        "prompt_tokens": prompt.tokens,
         "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "total_tokens": prompt.tokens + completion,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0, **prompt.details},
         "completion_tokens_details": {
             "reasoning_tokens": 0,
             "audio_tokens": 0,
@@ -193,14 +215,23 @@ def chat_usage(prompt: int, completion: int) -> dict[str, Any]:
     }
 
 
-def responses_usage(prompt: int, completion: int) -> dict[str, Any]:
+def responses_usage(prompt: PromptUsage, completion: int) -> dict[str, Any]:
     return {
-        "input_tokens": prompt,
-        "input_tokens_details": {"cached_tokens": 0},
+        "input_tokens": prompt.tokens,
+        "input_tokens_details": {"cached_tokens": 0, **prompt.details},
         "output_tokens": completion,
         "output_tokens_details": {"reasoning_tokens": 0},
-        "total_tokens": prompt + completion,
+        "total_tokens": prompt.tokens + completion,
     }
+
+
+_JSON_TYPES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "an array",
+               dict: "an object", type(None): "null"}  # fmt: skip
+
+
+def json_type(value: object) -> str:
+    """How the API names the JSON type of ``value`` in its errors ("an integer", "an array")."""
+    return _JSON_TYPES.get(type(value), type(value).__name__)
 
 
 def apply_usage_override(usage: dict[str, Any], reply: Reply | None, *, responses: bool) -> dict[str, Any]:
