@@ -77,13 +77,11 @@ def configure(
     estimate cannot see (``previous_response_id``, conversations, files) are counted by the
     server's ``responses.input_tokens.count`` before they are reserved.
     """
-    from budgetguard._config import load_config
+    from budgetguard._config import config_from_env, load_config
     from budgetguard._pricing import ModelRates, PriceBook
 
     global _settings
-    if path is None and os.environ.get("BUDGETGUARD_CONFIG"):
-        path = os.environ["BUDGETGUARD_CONFIG"]
-    config = load_config(Path(path)) if path is not None else None
+    config = load_config(Path(path)) if path is not None else config_from_env()
 
     overrides: dict[str, ModelRates] = {}
     alias_map: dict[str, str] = {}
