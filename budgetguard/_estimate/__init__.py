@@ -7,6 +7,12 @@ response formats). ``count_text(model, text)`` counts plain text (streamed outpu
 
 Counting is offline (the vocabularies come from the ``offline`` extra when installed) and
 cached per model, so it is cheap enough to run on every API call.
+
+An estimate is exact only when every field of the body is on the estimator's allowlist for
+the endpoint (``_fields.py``: fields it counts, and fields known to add no input tokens) and
+nothing in it hides context. Any other field, at the top level or inside an object that can
+carry context (``reasoning``, ``text``, messages, items, content parts, tool definitions),
+makes the estimate inexact, names the field, and widens the upper bound (``_unknown.py``).
 """
 
 from __future__ import annotations
@@ -18,10 +24,12 @@ from typing import Any
 from budgetguard._errors import EstimateError
 from budgetguard._estimate._body import json_type, opt_int
 from budgetguard._estimate._chat import count_chat
+from budgetguard._estimate._fields import BODY_FIELDS
 from budgetguard._estimate._legacy import count_completions, count_embeddings, prompt_count
 from budgetguard._estimate._models import Profile, profile_for
 from budgetguard._estimate._responses import count_responses
 from budgetguard._estimate._result import Tally, TokenEstimate
+from budgetguard._estimate._unknown import unknown_fields
 
 __all__ = ["DEFAULT_SAFETY_MARGIN", "ENDPOINTS", "TokenEstimate", "count_request", "count_text"]
 
@@ -36,11 +44,12 @@ _FIXED_HEADROOM = 160
 # The legacy completions API writes 16 tokens when a request sets no max_tokens.
 _COMPLETIONS_DEFAULT_MAX_TOKENS = 16
 
-_COUNTERS: dict[str, Callable[[Mapping[str, Any], Profile, Tally], None]] = {
-    "chat.completions": count_chat,
-    "responses": count_responses,
-    "completions": count_completions,
-    "embeddings": count_embeddings,
+# Per endpoint: its counter, and the top-level fields it knows (one lookup per call).
+_COUNTERS: dict[str, tuple[Callable[[Mapping[str, Any], Profile, Tally], None], frozenset[str]]] = {
+    "chat.completions": (count_chat, BODY_FIELDS["chat.completions"].known),
+    "responses": (count_responses, BODY_FIELDS["responses"].known),
+    "completions": (count_completions, BODY_FIELDS["completions"].known),
+    "embeddings": (count_embeddings, BODY_FIELDS["embeddings"].known),
 }
 
 
@@ -51,13 +60,18 @@ def count_request(
 
     Raises ``EstimateError`` (naming the JSON path) when the body is malformed for the
     endpoint. Content the estimator does not know is counted on a best-effort basis and
-    makes the estimate inexact rather than failing.
+    makes the estimate inexact rather than failing. So does any field, top-level or nested,
+    missing from the endpoint's allowlist (``_fields.py``): the reason names it by JSON path
+    and the upper bound reserves the field's compact JSON text counted as tokens plus a
+    fixed allowance per field (``UNKNOWN_FIELD_ALLOWANCE``, 256); ``prompt_tokens`` assumes
+    it adds nothing. A field set to ``null`` counts as absent.
     """
-    counter = _COUNTERS.get(endpoint)
-    if counter is None:
+    found = _COUNTERS.get(endpoint)
+    if found is None:
         raise EstimateError(f"unknown endpoint {endpoint!r}: expected one of {', '.join(ENDPOINTS)}")
     if type(body) is not dict and not isinstance(body, Mapping):  # dict first: the usual case
         raise EstimateError(f"{endpoint} body: expected a JSON object, got {json_type(body)}")
+    counter, known = found
     model = body.get("model")
     if model is None:
         raise EstimateError(f"model: required for {endpoint}, missing")
@@ -74,6 +88,8 @@ def count_request(
     if not profile.known:
         tally.exact = False
     counter(body, profile, tally)
+    if not known.issuperset(body):  # one set lookup per key (issuperset beats keys() <= here)
+        unknown_fields(body, known, "", profile, tally)
     prompt = tally.tokens
     # Rounded first so float noise (100 * 1.05 = 105.00000000000001) cannot add a token.
     upper = math.ceil(round(prompt * (1 + margin), 6)) + math.ceil(round(margin * _FIXED_HEADROOM, 6))

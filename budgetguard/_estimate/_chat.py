@@ -22,6 +22,19 @@ from budgetguard._estimate._body import (
     opt_mapping,
     opt_str,
 )
+from budgetguard._estimate._fields import (
+    CHAT_MESSAGE_KEYS,
+    CHAT_PART_KEYS,
+    CHAT_PART_OBJECT_KEYS,
+    CHAT_RESPONSE_FORMAT_KEYS,
+    CHAT_TOOL_CALL_KEYS,
+    CHAT_TOOL_KEYS,
+    CUSTOM_KEYS,
+    FUNCTION_KEYS,
+    JSON_SCHEMA_KEYS,
+    LEGACY_FUNCTION_KEYS,
+    TOOL_CALL_OBJECT_KEYS,
+)
 from budgetguard._estimate._models import Profile
 from budgetguard._estimate._parts import add_audio, add_file, add_image
 from budgetguard._estimate._result import Tally
@@ -37,7 +50,7 @@ from budgetguard._estimate._tools import (
     render_functions,
     result_header,
 )
-from budgetguard._estimate._unknown import unknown_json
+from budgetguard._estimate._unknown import check_fields, unknown_fields, unknown_json, unknown_type
 
 __all__ = ["count_chat"]
 
@@ -59,11 +72,11 @@ def count_chat(body: Mapping[str, Any], profile: Profile, tally: Tally) -> None:
 
     tools = fmt = None
     if not body.keys().isdisjoint(_SECTION_KEYS):  # most requests have none of them
-        defs = _function_defs(body, tally)
+        defs = _function_defs(body, profile, tally)
         check_tool_choice(body.get("tool_choice"), "tool_choice")
         check_tool_choice(body.get("function_call"), "function_call")
         tools = render_functions(defs) if defs else None
-        fmt = _response_format(body)
+        fmt = _response_format(body, profile, tally)
 
     call_names: dict[str, str] = {}
     per_message = profile.tokens_per_message
@@ -82,6 +95,8 @@ def count_chat(body: Mapping[str, Any], profile: Profile, tally: Tally) -> None:
                 continue
         path = at("messages", index)
         message = need_mapping(raw, path)
+        if not message.keys() <= CHAT_MESSAGE_KEYS:
+            unknown_fields(message, CHAT_MESSAGE_KEYS, path, profile, tally)
         role = message.get("role")
         if role is None:
             fail(at(path, "role"), "every message needs a role")
@@ -107,20 +122,26 @@ def _plain_text(content: object) -> str | None:
     return None
 
 
-def _function_defs(body: Mapping[str, Any], tally: Tally) -> list[FunctionDef]:
+def _function_defs(body: Mapping[str, Any], profile: Profile, tally: Tally) -> list[FunctionDef]:
     defs: list[FunctionDef] = []
     tools = opt_list(body, "tools", "")
     for index, raw in enumerate(tools or ()):
         path = at("tools", index)
         tool = need_mapping(raw, path)
         kind = tool.get("type", "function")
+        known = CHAT_TOOL_KEYS.get(kind) if isinstance(kind, str) else None
+        if known is not None:
+            check_fields(tool, known, path, profile, tally)
         if kind == "function":
             spec = tool.get("function")
             if spec is None:
                 fail(at(path, "function"), "a function tool needs a 'function' object")
-            defs.append(function_def(need_mapping(spec, at(path, "function")), at(path, "function")))
+            spec = need_mapping(spec, at(path, "function"))
+            check_fields(spec, FUNCTION_KEYS, at(path, "function"), profile, tally)
+            defs.append(function_def(spec, at(path, "function")))
         elif kind == "custom":
             spec = need_mapping(tool.get("custom"), at(path, "custom"))
+            check_fields(spec, CUSTOM_KEYS, at(path, "custom"), profile, tally)
             defs.append(
                 FunctionDef(
                     need_str(spec.get("name"), at(path, "custom.name")),
@@ -135,18 +156,29 @@ def _function_defs(body: Mapping[str, Any], tally: Tally) -> list[FunctionDef]:
             )
     for index, raw in enumerate(opt_list(body, "functions", "") or ()):
         path = at("functions", index)
-        defs.append(function_def(need_mapping(raw, path), path))
+        spec = need_mapping(raw, path)
+        check_fields(spec, LEGACY_FUNCTION_KEYS, path, profile, tally)
+        defs.append(function_def(spec, path))
     return defs
 
 
-def _response_format(body: Mapping[str, Any]) -> str | None:
+def _response_format(body: Mapping[str, Any], profile: Profile, tally: Tally) -> str | None:
     fmt = opt_mapping(body, "response_format", "")
-    if fmt is None or fmt.get("type") != "json_schema":
+    if fmt is None:
+        return None
+    kind = fmt.get("type")
+    known = CHAT_RESPONSE_FORMAT_KEYS.get(kind) if isinstance(kind, str) else None
+    if known is None:
+        unknown_type(fmt, kind, "response_format", profile, tally)
+        return None
+    check_fields(fmt, known, "response_format", profile, tally)
+    if kind != "json_schema":
         return None
     spec = fmt.get("json_schema")
     if spec is None:
         fail("response_format.json_schema", "required when type is 'json_schema', missing")
     spec = need_mapping(spec, "response_format.json_schema")
+    check_fields(spec, JSON_SCHEMA_KEYS, "response_format.json_schema", profile, tally)
     name = opt_str(spec, "name", "response_format.json_schema") or "response"
     return format_section(name, spec.get("schema", {}))
 
@@ -174,7 +206,7 @@ def _message(
             per_message + count(result_header(name)) + _content(content, at(path, "content"), profile, tally)
         )
 
-    calls = _calls(message, path, tally)
+    calls = _calls(message, path, profile, tally)
     for call_id, name, _ in calls:
         if call_id:
             call_names[call_id] = name
@@ -200,7 +232,9 @@ def _message(
     return tokens
 
 
-def _calls(message: Mapping[str, Any], path: str, tally: Tally) -> list[tuple[str, str, str]]:
+def _calls(
+    message: Mapping[str, Any], path: str, profile: Profile, tally: Tally
+) -> list[tuple[str, str, str]]:
     """``(id, name, arguments)`` of an assistant message's tool calls (and legacy function_call)."""
     calls: list[tuple[str, str, str]] = []
     for index, raw in enumerate(opt_list(message, "tool_calls", path) or ()):
@@ -208,18 +242,23 @@ def _calls(message: Mapping[str, Any], path: str, tally: Tally) -> list[tuple[st
         call = need_mapping(raw, cpath)
         call_id = opt_str(call, "id", cpath) or ""
         kind = call.get("type", "function")
+        known = CHAT_TOOL_CALL_KEYS.get(kind) if isinstance(kind, str) else None
+        if known is not None:
+            check_fields(call, known, cpath, profile, tally)
         if kind == "function":
             fn = call.get("function")
             if fn is None:
                 fail(at(cpath, "function"), "a tool call needs a 'function' object")
             fpath = at(cpath, "function")
             fn = need_mapping(fn, fpath)
+            check_fields(fn, TOOL_CALL_OBJECT_KEYS["function"], fpath, profile, tally)
             calls.append(
                 (call_id, need_str(fn.get("name"), at(fpath, "name")), opt_str(fn, "arguments", fpath) or "")
             )
         elif kind == "custom":
             spec = need_mapping(call.get("custom"), at(cpath, "custom"))
             spath = at(cpath, "custom")
+            check_fields(spec, TOOL_CALL_OBJECT_KEYS["custom"], spath, profile, tally)
             calls.append(
                 (call_id, need_str(spec.get("name"), at(spath, "name")), opt_str(spec, "input", spath) or "")
             )
@@ -228,6 +267,7 @@ def _calls(message: Mapping[str, Any], path: str, tally: Tally) -> list[tuple[st
     legacy = opt_mapping(message, "function_call", path)
     if legacy is not None:
         fpath = at(path, "function_call")
+        check_fields(legacy, TOOL_CALL_OBJECT_KEYS["function"], fpath, profile, tally)
         calls.append(
             ("", need_str(legacy.get("name"), at(fpath, "name")), opt_str(legacy, "arguments", fpath) or "")
         )
@@ -250,6 +290,9 @@ def _content(content: object, path: str, profile: Profile, tally: Tally) -> int:
             continue
         part = need_mapping(raw, ppath)
         kind = part.get("type")
+        known = CHAT_PART_KEYS.get(kind) if isinstance(kind, str) else None
+        if known is not None and not part.keys() <= known:
+            unknown_fields(part, known, ppath, profile, tally)
         if kind == "text":
             tokens += count(need_str(part.get("text"), at(ppath, "text")))
         elif kind == "refusal":
@@ -261,15 +304,19 @@ def _content(content: object, path: str, profile: Profile, tally: Tally) -> int:
                 url, detail = image, None
             else:
                 spec = need_mapping(image, ipath)
+                check_fields(spec, CHAT_PART_OBJECT_KEYS["image_url"], ipath, profile, tally)
                 url = need_str(spec.get("url"), at(ipath, "url"))
                 detail = opt_str(spec, "detail", ipath)
             add_image(tally, profile, url, detail)
         elif kind == "input_audio":
-            audio = need_mapping(part.get("input_audio"), at(ppath, "input_audio"))
-            add_audio(tally, opt_str(audio, "data", at(ppath, "input_audio")), f"{ppath} (audio)")
+            apath = at(ppath, "input_audio")
+            audio = need_mapping(part.get("input_audio"), apath)
+            check_fields(audio, CHAT_PART_OBJECT_KEYS["input_audio"], apath, profile, tally)
+            add_audio(tally, opt_str(audio, "data", apath), f"{ppath} (audio)")
         elif kind == "file":
             spec = need_mapping(part.get("file"), at(ppath, "file"))
             fpath = at(ppath, "file")
+            check_fields(spec, CHAT_PART_OBJECT_KEYS["file"], fpath, profile, tally)
             add_file(tally, opt_str(spec, "file_data", fpath), f"{ppath} (file)")
             filename = opt_str(spec, "filename", fpath)
             if filename:

@@ -4,8 +4,10 @@
 as Chat Completions). Function tools and a ``json_schema`` text format are system sections.
 Function calls and their outputs are rendered like chat tool calls. Anything the server
 expands from state the body does not carry (``previous_response_id``, ``conversation``,
-stored prompts, encrypted reasoning, built-in tools and their calls, files by id) makes the
-estimate inexact, with a reason.
+stored prompts, encrypted reasoning, built-in tools and their calls, files by id, compaction
+past its threshold, deferred tools) makes the estimate inexact, with a reason; so does a key
+missing from the allowlists of ``_fields.py`` in ``reasoning``, ``text``, a counted item or
+part, or a function or custom tool.
 """
 
 from __future__ import annotations
@@ -24,6 +26,15 @@ from budgetguard._estimate._body import (
     opt_mapping,
     opt_str,
 )
+from budgetguard._estimate._fields import (
+    CONTEXT_MANAGEMENT_KEYS,
+    REASONING_KEYS,
+    RESPONSES_ITEM_KEYS,
+    RESPONSES_PART_KEYS,
+    RESPONSES_TOOL_KEYS,
+    TEXT_FORMAT_KEYS,
+    TEXT_KEYS,
+)
 from budgetguard._estimate._models import Profile
 from budgetguard._estimate._parts import add_audio, add_file, add_image, add_unsized_image
 from budgetguard._estimate._result import Tally
@@ -39,7 +50,7 @@ from budgetguard._estimate._tools import (
     render_functions,
     result_header,
 )
-from budgetguard._estimate._unknown import unknown_json
+from budgetguard._estimate._unknown import check_fields, unknown_fields, unknown_json, unknown_type
 
 __all__ = ["count_responses"]
 
@@ -81,6 +92,9 @@ def count_responses(body: Mapping[str, Any], profile: Profile, tally: Tally) -> 
     per_message = profile.tokens_per_message
     total = profile.reply_priming + profile.hidden_prompt
     _hidden_state(body, tally)
+    reasoning = body.get("reasoning")
+    if reasoning is not None and not (type(reasoning) is dict and REASONING_KEYS.issuperset(reasoning)):
+        unknown_fields(need_mapping(reasoning, "reasoning"), REASONING_KEYS, "reasoning", profile, tally)
 
     instructions = body.get("instructions")
     if isinstance(instructions, str):
@@ -90,9 +104,10 @@ def count_responses(body: Mapping[str, Any], profile: Profile, tally: Tally) -> 
         # Newer API versions accept a list of input items here.
         total += _items(need_list(instructions, "instructions"), "instructions", profile, tally)
 
-    defs = _tools(body, tally)
+    defs = _tools(body, profile, tally)
     check_tool_choice(body.get("tool_choice"), "tool_choice")
-    total += responses_sections_cost(profile, render_functions(defs) if defs else None, _text_format(body))
+    fmt = _text_format(body, profile, tally)
+    total += responses_sections_cost(profile, render_functions(defs) if defs else None, fmt)
 
     raw_input = body.get("input")
     if raw_input is None:
@@ -102,6 +117,8 @@ def count_responses(body: Mapping[str, Any], profile: Profile, tally: Tally) -> 
         total += per_message + 1 + count(raw_input)
     else:
         total += _items(need_list(raw_input, "input"), "input", profile, tally)
+    if body.get("context_management") is not None:
+        _context_management(body, total, profile, tally)
     tally.tokens += total
 
 
@@ -114,7 +131,29 @@ def _hidden_state(body: Mapping[str, Any], tally: Tally) -> None:
         tally.inexact("prompt: a stored prompt template is expanded server-side")
 
 
-def _tools(body: Mapping[str, Any], tally: Tally) -> list[FunctionDef]:
+def _context_management(body: Mapping[str, Any], total: int, profile: Profile, tally: Tally) -> None:
+    """Compaction rewrites the prompt server-side once it passes a threshold: inexact past it."""
+    for index, raw in enumerate(need_list(body["context_management"], "context_management")):
+        path = at("context_management", index)
+        entry = need_mapping(raw, path)
+        kind = entry.get("type")
+        known = CONTEXT_MANAGEMENT_KEYS.get(kind) if isinstance(kind, str) else None
+        if known is None:
+            unknown_type(entry, kind, path, profile, tally)
+            continue
+        check_fields(entry, known, path, profile, tally)
+        threshold = entry.get("compact_threshold")
+        if threshold is None:
+            tally.inexact(f"{path}: compaction at the server's default threshold may rewrite the prompt")
+        elif not isinstance(threshold, int) or total >= threshold:
+            # Compaction shrinks the prompt: the uncompacted count stays a safe upper bound.
+            tally.inexact(
+                f"{path}: the prompt reaches compact_threshold ({threshold}) and may be compacted "
+                "server-side: counted uncompacted"
+            )
+
+
+def _tools(body: Mapping[str, Any], profile: Profile, tally: Tally) -> list[FunctionDef]:
     """Function definitions to render; built-in tools are added to the tally as estimates."""
     defs: list[FunctionDef] = []
     for index, raw in enumerate(opt_list(body, "tools", "") or ()):
@@ -124,6 +163,11 @@ def _tools(body: Mapping[str, Any], tally: Tally) -> list[FunctionDef]:
         if kind is None:
             fail(at(path, "type"), "every tool needs a type")
         kind = need_str(kind, at(path, "type"))
+        known = RESPONSES_TOOL_KEYS.get(kind)
+        if known is not None:
+            check_fields(tool, known, path, profile, tally)
+            if tool.get("defer_loading"):
+                tally.inexact(f"{path}: a deferred tool is loaded if tool search finds it: counted as loaded")
         if kind == "function":
             defs.append(function_def(tool, path))
         elif kind == "custom":
@@ -135,12 +179,21 @@ def _tools(body: Mapping[str, Any], tally: Tally) -> list[FunctionDef]:
     return defs
 
 
-def _text_format(body: Mapping[str, Any]) -> str | None:
+def _text_format(body: Mapping[str, Any], profile: Profile, tally: Tally) -> str | None:
     text = opt_mapping(body, "text", "")
     if text is None:
         return None
+    check_fields(text, TEXT_KEYS, "text", profile, tally)
     fmt = opt_mapping(text, "format", "text")
-    if fmt is None or fmt.get("type") != "json_schema":
+    if fmt is None:
+        return None
+    kind = fmt.get("type")
+    known = TEXT_FORMAT_KEYS.get(kind) if isinstance(kind, str) else None
+    if known is None:
+        unknown_type(fmt, kind, "text.format", profile, tally)
+        return None
+    check_fields(fmt, known, "text.format", profile, tally)
+    if kind != "json_schema":
         return None
     name = opt_str(fmt, "name", "text.format") or "response"
     return format_section(name, fmt.get("schema", {}))
@@ -158,6 +211,9 @@ def _items(items: Sequence[Any], path: str, profile: Profile, tally: Tally) -> i
         kind = item.get("type", "message" if "role" in item else None)
         if kind is None:
             fail(at(ipath, "type"), "an input item needs a type (or a role, for a message)")
+        known = RESPONSES_ITEM_KEYS.get(kind) if isinstance(kind, str) else None
+        if known is not None and not item.keys() <= known:
+            unknown_fields(item, known, ipath, profile, tally)
         if kind == "message":
             role = need_str(item.get("role"), at(ipath, "role"))
             tokens += (
@@ -175,6 +231,7 @@ def _items(items: Sequence[Any], path: str, profile: Profile, tally: Tally) -> i
             ):
                 index += 1
                 batch.append((at(path, index), items[index]))
+                check_fields(items[index], RESPONSES_ITEM_KEYS[kind], at(path, index), profile, tally)
             calls = [_call(p, it, names) for p, it in batch]
             if len(calls) > 1 and profile.dialect == "chatml":
                 tokens += per_message + count("assistant to=multi_tool_use.parallel")
@@ -244,6 +301,9 @@ def _content(content: object, path: str, profile: Profile, tally: Tally) -> int:
         ppath = at(path, index)
         part = need_mapping(raw, ppath)
         kind = part.get("type")
+        known = RESPONSES_PART_KEYS.get(kind) if isinstance(kind, str) else None
+        if known is not None and not part.keys() <= known:
+            unknown_fields(part, known, ppath, profile, tally)
         if kind in ("input_text", "output_text", "text", "summary_text", "reasoning_text"):
             tokens += count(need_str(part.get("text"), at(ppath, "text")))
         elif kind == "refusal":

@@ -13,12 +13,15 @@ class TokenEstimate:
 
     ``prompt_tokens`` is the best estimate of the billed prompt (input) tokens;
     ``prompt_tokens_upper`` applies the safety margin plus a worst-case allowance for parts
-    the body does not pin down (remote images of unknown size, built-in tools), and is what
-    budgets reserve. ``max_output_tokens`` is the request's own output cap as billed (times
-    ``n``/``best_of``), 0 for embeddings, ``None`` when the request sets none. ``exact`` is
-    False when the body hides context the server adds (``previous_response_id``,
-    conversations, files by id, built-in tools, audio, encrypted reasoning, unknown models);
-    ``reasons`` says why, and lists assumptions made. ``image_tokens`` is the part of
+    the body does not pin down (remote images of unknown size, built-in tools, fields the
+    estimator does not know), and is what budgets reserve. ``max_output_tokens`` is the
+    request's own output cap as billed (times ``n``/``best_of``), 0 for embeddings, ``None``
+    when the request sets none. ``exact`` is True only when every field of the body is on
+    the estimator's allowlist (``_fields.py``) and none hides context; it is False when the
+    body hides context the server adds (``previous_response_id``, conversations, files by
+    id, built-in tools, audio, encrypted reasoning, unknown models) or carries a field the
+    estimator does not know (named by JSON path); ``reasons`` says why, and lists
+    assumptions made. ``image_tokens`` is the part of
     ``prompt_tokens`` due to images.
     """
 
