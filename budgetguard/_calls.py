@@ -25,7 +25,6 @@ import contextlib
 import contextvars
 import threading
 import time
-import warnings
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from decimal import Decimal
 from typing import Any, Protocol
@@ -37,6 +36,8 @@ from budgetguard._errors import (
     BudgetGuardError,
     EstimatedUsageWarning,
     UnderReservedWarning,
+    UnknownModelError,
+    UnknownModelWarning,
 )
 from budgetguard._ledger import Amount, Hold, Refused, SpendRecord, picos_to_usd
 from budgetguard._policies import LowerOutputCap, Refusal, Refuse, SendAnyway, WaitThen
@@ -44,6 +45,7 @@ from budgetguard._preflight import Plan, billed_choices, counted_tokens, plan_re
 from budgetguard._scopes import Budget, Scope
 from budgetguard._settings import current_settings
 from budgetguard._usage import TokenCounts, Usage
+from budgetguard._warnings import warn
 
 __all__ = [
     "DRAIN_EVENTS",
@@ -160,6 +162,7 @@ class Call:
         "model",
         "owner",
         "plan",
+        "priced",
         "reader",
         "reserved",
         "scopes",
@@ -195,6 +198,8 @@ class Call:
         self.budgets: list[Budget] = [s for s in reversed(self.scopes) if isinstance(s, Budget)]
         self.holds: list[tuple[Budget, Hold]] = []
         self.plan: Plan | None = None
+        #: False for a model without a price, let through because no budget caps dollars.
+        self.priced = True
         self.reserved = _NOTHING
         self.state = PLANNED
         self.attempts = 0
@@ -252,9 +257,15 @@ class Call:
                     f"{self.budgets[0].name!r}: budgetguard cannot price it before it is sent; pass "
                     "model= explicitly"
                 )
-        else:
-            # Raise UnknownModelError now, before anything is sent or billed.
+            return
+        try:
             self.book.resolve(self.model)
+        except UnknownModelError:
+            # Only a dollar cap needs a price: refuse now, before anything is sent or billed.
+            if any(budget.limits.picos is not None for budget in self.budgets):
+                raise
+            self.priced = False
+            _warn_unpriced(self.model)
 
     def _local_count_is_exact(self) -> bool:
         from budgetguard._estimate import count_request
@@ -283,6 +294,7 @@ class Call:
                 assume_output_tokens=assume,
                 count_input_tokens=self.count_input_tokens if exact_mode else None,
                 server_prompt_tokens=self._server_count,
+                priced=self.priced,
             )
         return plan
 
@@ -500,7 +512,10 @@ class Call:
         model = self.model
         if response_model and response_model != model and book.knows(response_model):
             model = response_model
-        usage = Usage.of_request(counts, book.cost(counts, model, service_tier=service_tier))
+        try:
+            usage = Usage.of_request(counts, book.cost(counts, model, service_tier=service_tier))
+        except UnknownModelError:  # let through unpriced (see _check_model)
+            usage = Usage.of_unpriced_request(counts, model)
         self._finish(usage, response_model or self.model, SETTLED)
 
     def settle_estimated(self, reason: str) -> None:
@@ -534,15 +549,17 @@ class Call:
         self._finish_estimated(prompt, completion, f"at its worst case: {reason}")
 
     def _finish_estimated(self, prompt: int, completion: int, how: str) -> None:
-        usage = Usage(prompt_tokens=prompt, completion_tokens=completion, requests=1, estimated_requests=1)
-        cost = self.book.cost(usage, self.model) if self.model else Decimal(0)
+        counts = TokenCounts(prompt, completion)
+        try:
+            usage = Usage.of_request(counts, self.book.cost(counts, self.model), estimated=True)
+        except UnknownModelError:  # no model (a stored prompt) or one let through unpriced
+            usage = Usage.of_unpriced_request(counts, self.model or "(model not named)", estimated=True)
         # Books first: a warning turned into an error must not lose the spend.
-        self._finish(usage.with_cost(cost), self.model, ESTIMATED)
-        warnings.warn(
+        self._finish(usage, self.model, ESTIMATED)
+        warn(
             f"budgetguard charged a {self.endpoint} call to {self.model!r} "
             f"({prompt} prompt + {completion} completion tokens) {how}",
             EstimatedUsageWarning,
-            stacklevel=4,
         )
 
     def _end(self, state: int) -> bool:
@@ -599,12 +616,11 @@ class Call:
         if errors:
             raise errors[0]
         if over:
-            warnings.warn(
+            warn(
                 f"the API billed more than budgetguard reserved for a {self.endpoint} call to {model!r}: "
                 f"reserved ${self.reserved.usd} / {self.reserved.tokens} tokens, billed "
                 f"${usage.cost_usd} / {usage.total_tokens} tokens; the ledger records what was billed",
                 UnderReservedWarning,
-                stacklevel=3,
             )
 
     def _record(self, budget: Budget, usage: Usage, model: str, estimated: bool) -> SpendRecord:
@@ -627,6 +643,23 @@ class Call:
         if not self._end(RELEASED):
             return None
         return _roll_back(self.holds)
+
+
+_warned_unpriced: set[str] = set()
+
+
+def _warn_unpriced(model: str) -> None:
+    """Once per model: a model without a price is counted, not priced, and how to fix it."""
+    if model in _warned_unpriced:
+        return
+    _warned_unpriced.add(model)
+    warn(
+        f"budgetguard has no price for model {model!r}: its tokens are counted and its cost is not "
+        f"(usage.unpriced_requests). Give it one with budgetguard.configure(prices={{{model!r}: "
+        "{'input': ..., 'output': ...}}) (dollars per million tokens) or map it to a priced model "
+        f"with aliases={{{model!r}: 'gpt-4o-mini'}}; a budget with max_usd refuses it until then",
+        UnknownModelWarning,
+    )
 
 
 def _roll_back(holds: list[tuple[Budget, Hold]]) -> BaseException | None:

@@ -185,8 +185,12 @@ def plan_request(
     safety_margin: float | None = None,
     count_input_tokens: Callable[[], Any] | None = None,
     server_prompt_tokens: int | None = None,
+    priced: bool = True,
 ) -> Plan:
     """The worst case of a request, as reserved; see :func:`estimate_request`.
+
+    ``priced=False`` plans a request to a model without a price (allowed where no budget caps
+    dollars): its tokens are planned, its cost is 0.
 
     ``count_input_tokens`` (exact mode, a sync counter from :func:`input_token_counter`) is
     asked only when the local count is not exact; ``server_prompt_tokens`` is a count already
@@ -219,13 +223,17 @@ def plan_request(
     tier = requested_tier(body)
     audio = uses_audio(body)
     images = tokens.image_tokens > 0
-    high = settings.price_book().max_cost_picos(
-        tokens.model,
-        tokens.prompt_tokens_upper,
-        reserved_output,
-        service_tier=tier,
-        audio=audio,
-        images=images,
+    high = (
+        settings.price_book().max_cost_picos(
+            tokens.model,
+            tokens.prompt_tokens_upper,
+            reserved_output,
+            service_tier=tier,
+            audio=audio,
+            images=images,
+        )
+        if priced
+        else 0
     )
     return Plan(tokens, reserved_output, high, tier, audio, images, may_hide_output(tokens.model, body))
 

@@ -43,6 +43,11 @@ class Usage:
     cost_usd: Decimal = _ZERO
     #: Number of requests whose usage had to be estimated (server reported none, stream cut).
     estimated_requests: int = 0
+    #: Requests to models without a price: their tokens are counted, their cost is not in
+    #: ``cost_usd`` (only budgets without a dollar cap let them through).
+    unpriced_requests: int = 0
+    #: The models of those requests.
+    unpriced_models: frozenset[str] = frozenset()
 
     @property
     def total_tokens(self) -> int:
@@ -75,6 +80,8 @@ class Usage:
             self.requests + other.requests,
             self.cost_usd + other.cost_usd,
             self.estimated_requests + other.estimated_requests,
+            self.unpriced_requests + other.unpriced_requests,
+            self.unpriced_models | other.unpriced_models if other.unpriced_models else self.unpriced_models,
         )
 
     def __sub__(self, other: object) -> Usage:
@@ -93,6 +100,9 @@ class Usage:
             self.requests - other.requests,
             self.cost_usd - other.cost_usd,
             self.estimated_requests - other.estimated_requests,
+            self.unpriced_requests - other.unpriced_requests,
+            # Models are not counted: a difference keeps the models of the larger usage.
+            self.unpriced_models if self.unpriced_requests > other.unpriced_requests else frozenset(),
         )
 
     def __radd__(self, other: object) -> Usage:
@@ -115,6 +125,8 @@ class Usage:
             self.requests,
             cost_usd,
             self.estimated_requests,
+            self.unpriced_requests,
+            self.unpriced_models,
         )
 
     def __bool__(self) -> bool:
@@ -131,6 +143,11 @@ class Usage:
             lines.append(f"\t\tReasoning Tokens: {self.reasoning_tokens}")
         lines.append(f"Successful Requests: {self.requests}")
         lines.append(f"Total Cost (USD): ${format_usd(self.cost_usd)}")
+        if self.unpriced_requests:
+            lines.append(
+                f"Unpriced Requests: {self.unpriced_requests} "
+                f"(no price for {', '.join(sorted(self.unpriced_models))}; not in the cost above)"
+            )
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
@@ -138,6 +155,7 @@ class Usage:
         out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(Usage)}
         out["total_tokens"] = self.total_tokens
         out["cost_usd"] = str(self.cost_usd)
+        out["unpriced_models"] = sorted(self.unpriced_models)
         return out
 
     @classmethod
@@ -145,8 +163,15 @@ class Usage:
         """Inverse of :meth:`to_dict`."""
         kwargs: dict[str, Any] = {}
         for f in fields(cls):
-            if f.name in data:
-                kwargs[f.name] = Decimal(str(data[f.name])) if f.name == "cost_usd" else int(data[f.name])
+            if f.name not in data:
+                continue
+            value = data[f.name]
+            if f.name == "cost_usd":
+                kwargs[f.name] = Decimal(str(value))
+            elif f.name == "unpriced_models":
+                kwargs[f.name] = frozenset(str(model) for model in value)
+            else:
+                kwargs[f.name] = int(value)
         return cls(**kwargs)
 
     @classmethod
@@ -161,9 +186,14 @@ class Usage:
         return cls(*TokenCounts.from_openai(raw), 1)
 
     @classmethod
-    def of_request(cls, counts: TokenCounts, cost_usd: Decimal) -> Usage:
+    def of_request(cls, counts: TokenCounts, cost_usd: Decimal, estimated: bool = False) -> Usage:
         """One request's usage: its token counts and what they cost."""
-        return cls(*counts, 1, cost_usd)  # TokenCounts lists Usage's token fields, in order
+        return cls(*counts, 1, cost_usd, int(estimated))  # TokenCounts lists the token fields in order
+
+    @classmethod
+    def of_unpriced_request(cls, counts: TokenCounts, model: str, estimated: bool = False) -> Usage:
+        """One request to a model without a price: counted, its cost unknown."""
+        return cls(*counts, 1, _ZERO, int(estimated), 1, frozenset((model,)))
 
 
 class UsageTotal:
@@ -177,7 +207,7 @@ class UsageTotal:
     __slots__ = (
         "cache_write_tokens", "cached_tokens", "completion_tokens", "cost_usd", "estimated_requests",
         "input_audio_tokens", "input_image_tokens", "output_audio_tokens", "output_image_tokens",
-        "prompt_tokens", "reasoning_tokens", "requests",
+        "prompt_tokens", "reasoning_tokens", "requests", "unpriced_models", "unpriced_requests",
     )  # fmt: skip
 
     def __init__(self) -> None:
@@ -185,6 +215,8 @@ class UsageTotal:
         self.reasoning_tokens = self.input_audio_tokens = self.output_audio_tokens = 0
         self.input_image_tokens = self.output_image_tokens = self.requests = self.estimated_requests = 0
         self.cost_usd = _ZERO
+        self.unpriced_requests = 0
+        self.unpriced_models: set[str] = set()
 
     def add(self, usage: Usage) -> None:
         self.prompt_tokens += usage.prompt_tokens
@@ -199,6 +231,9 @@ class UsageTotal:
         self.requests += usage.requests
         self.cost_usd += usage.cost_usd
         self.estimated_requests += usage.estimated_requests
+        if usage.unpriced_requests:
+            self.unpriced_requests += usage.unpriced_requests
+            self.unpriced_models.update(usage.unpriced_models)
 
     def value(self) -> Usage:
         return Usage(
@@ -214,6 +249,8 @@ class UsageTotal:
             self.requests,
             self.cost_usd,
             self.estimated_requests,
+            self.unpriced_requests,
+            frozenset(self.unpriced_models),
         )
 
 

@@ -32,7 +32,13 @@ FULL_USAGE = {
 def test_token_counts_are_the_token_fields_of_usage_in_order() -> None:
     names = tuple(f.name for f in fields(Usage))
     assert TokenCounts._fields == names[: len(TokenCounts._fields)]
-    assert names[len(TokenCounts._fields) :] == ("requests", "cost_usd", "estimated_requests")
+    assert names[len(TokenCounts._fields) :] == (
+        "requests",
+        "cost_usd",
+        "estimated_requests",
+        "unpriced_requests",
+        "unpriced_models",
+    )
 
 
 def test_a_request_priced_from_its_counts_equals_its_usage_priced() -> None:

@@ -141,6 +141,30 @@ def test_sqlite_runs_in_wal_mode_with_a_versioned_schema(tmp_path: Path) -> None
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
+def test_sqlite_upgrades_a_version_1_ledger_and_keeps_its_records(tmp_path: Path) -> None:
+    from budgetguard._ledger import SpendRecord
+    from budgetguard._usage import Usage
+
+    def record(model: str, usage: Usage) -> SpendRecord:
+        return SpendRecord(1.0, "b", None, "b", model, "chat.completions", usage, Decimal(0))
+
+    ledger = SQLiteLedger(tmp_path / "l.db")
+    ledger.settle(_granted(ledger.reserve("b", CENT, DOLLAR, DAY)), CENT, record("gpt-4o", Usage(requests=1)))
+    ledger.close()
+    with sqlite3.connect(tmp_path / "l.db") as conn:  # as budgetguard 0.1 wrote it
+        conn.execute("ALTER TABLE records DROP COLUMN unpriced_requests")
+        conn.execute("PRAGMA user_version = 1")
+    ledger = SQLiteLedger(tmp_path / "l.db")
+    unpriced = Usage(requests=1, unpriced_requests=1, unpriced_models=frozenset({"local"}))
+    ledger.settle(_granted(ledger.reserve("b", CENT, DOLLAR, DAY)), CENT, record("local", unpriced))
+    old, new = ledger.records()
+    assert (old.model, old.usage.unpriced_requests) == ("gpt-4o", 0)
+    assert new.usage == unpriced
+    ledger.close()
+    with sqlite3.connect(tmp_path / "l.db") as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+
+
 def test_sqlite_refuses_a_ledger_from_a_newer_budgetguard(tmp_path: Path) -> None:
     SQLiteLedger(tmp_path / "l.db").close()
     with sqlite3.connect(tmp_path / "l.db") as conn:

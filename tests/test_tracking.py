@@ -303,8 +303,45 @@ def test_per_model_breakdown_prices_the_model_that_answered(client: Any, sim: Si
     assert tracked.usage.to_dict()["cost_usd"] == str(tracked.usage.cost_usd)
 
 
-def test_an_unknown_model_is_refused_before_anything_is_sent(client: Any, sim: Simulator) -> None:
-    with bg.track_usage(), pytest.raises(bg.UnknownModelError, match="no-such-model"):
+def test_tracking_an_unpriced_model_sends_it_counts_its_tokens_and_marks_its_cost_unknown(
+    client: Any, sim: Simulator
+) -> None:
+    sim.script(Reply(content="hi", usage={"prompt_tokens": 11, "completion_tokens": 3}))
+    sim.script(Reply(content="hi", usage={"prompt_tokens": 11, "completion_tokens": 3}))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with bg.track_usage() as tracked:
+            client.chat.completions.create(model="llama3.1:8b-unpriced", messages=MESSAGES)
+            client.chat.completions.create(model="llama3.1:8b-unpriced", messages=MESSAGES)
+    assert len(sim.requests) == 2
+    usage = tracked.usage
+    assert (usage.requests, usage.prompt_tokens, usage.completion_tokens) == (2, 22, 6)
+    assert (usage.unpriced_requests, usage.unpriced_models) == (2, {"llama3.1:8b-unpriced"})
+    assert usage.cost_usd == 0
+    assert str(usage).splitlines()[-1].startswith("Unpriced Requests: 2 (no price for llama3.1:8b-unpriced")
+    unpriced = [w for w in caught if issubclass(w.category, bg.UnknownModelWarning)]
+    assert len(unpriced) == 1  # once per model, with the fix, pointing at the caller's line
+    assert "prices=" in str(unpriced[0].message) and "aliases=" in str(unpriced[0].message)
+    assert unpriced[0].filename == __file__
+
+
+def test_a_token_capped_budget_runs_an_unpriced_model_and_still_caps_its_tokens(
+    client: Any, sim: Simulator
+) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bg.UnknownModelWarning)
+        with bg.Budget(max_tokens=60) as budget:
+            client.chat.completions.create(model="local-unpriced", messages=MESSAGES, max_tokens=20)
+            with pytest.raises(bg.BudgetExceeded, match="tokens"):
+                client.chat.completions.create(model="local-unpriced", messages=MESSAGES, max_tokens=50)
+    assert len(sim.requests) == 1
+    assert budget.usage.unpriced_requests == 1
+
+
+def test_a_dollar_capped_budget_refuses_an_unpriced_model_before_anything_is_sent(
+    client: Any, sim: Simulator
+) -> None:
+    with bg.Budget(max_usd=1), pytest.raises(bg.UnknownModelError, match="no-such-model"):
         client.chat.completions.create(model="no-such-model", messages=MESSAGES)
     assert sim.requests == []
 
@@ -372,7 +409,7 @@ def test_azure_clients_are_counted_and_deployments_priced_through_aliases(sim: S
 
     root = sim.base_url.split("/v1")[0]
     azure = AzureOpenAI(azure_endpoint=root, api_key="sim", api_version="2024-10-21", max_retries=0)
-    with pytest.raises(bg.UnknownModelError, match="prod-gpt4o"), bg.track_usage():
+    with pytest.raises(bg.UnknownModelError, match="prod-gpt4o"), bg.Budget(max_usd=1):
         azure.chat.completions.create(model="prod-gpt4o", messages=MESSAGES)
     assert sim.requests == []
     bg.configure(aliases={"prod-gpt4o": "gpt-4o"})

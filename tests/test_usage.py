@@ -118,11 +118,24 @@ def test_an_unreadable_usage_from_the_server_is_charged_from_the_estimate(
 def test_arithmetic_covers_every_field() -> None:
     from dataclasses import fields
 
-    values = {
-        f.name: (Decimal(i + 1) if f.name == "cost_usd" else i + 1) for i, f in enumerate(fields(bg.Usage))
+    counted = [f.name for f in fields(bg.Usage) if f.name != "unpriced_models"]
+    values: dict[str, Any] = {
+        name: (Decimal(i + 1) if name == "cost_usd" else i + 1) for i, name in enumerate(counted)
     }
-    usage = bg.Usage(**values)
+    usage = bg.Usage(**values, unpriced_models=frozenset({"llama3.1:8b"}))
     doubled = usage + usage
     assert all(getattr(doubled, name) == 2 * value for name, value in values.items())
+    assert doubled.unpriced_models == {"llama3.1:8b"}
     assert doubled - usage == usage
-    assert usage.with_cost(Decimal(7)) == bg.Usage(**{**values, "cost_usd": Decimal(7)})
+    assert usage.with_cost(Decimal(7)) == bg.Usage(
+        **{**values, "cost_usd": Decimal(7)}, unpriced_models=frozenset({"llama3.1:8b"})
+    )
+    assert bg.Usage.from_dict(usage.to_dict()) == usage
+
+
+def test_unpriced_models_are_the_union_of_the_usages_added() -> None:
+    a = bg.Usage(prompt_tokens=5, requests=1, unpriced_requests=1, unpriced_models=frozenset({"a"}))
+    b = bg.Usage(prompt_tokens=7, requests=1, unpriced_requests=1, unpriced_models=frozenset({"b"}))
+    total = a + b + bg.Usage(prompt_tokens=1, requests=1, cost_usd=Decimal("0.1"))
+    assert (total.requests, total.unpriced_requests, total.unpriced_models) == (3, 2, {"a", "b"})
+    assert str(total).splitlines()[-1] == "Unpriced Requests: 2 (no price for a, b; not in the cost above)"

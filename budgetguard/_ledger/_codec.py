@@ -15,7 +15,9 @@ from budgetguard._usage import Usage
 
 __all__ = ["RECORD_FIELDS", "USAGE_INT_FIELDS", "record_from_fields", "record_to_fields"]
 
-USAGE_INT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Usage) if f.name != "cost_usd")
+USAGE_INT_FIELDS: tuple[str, ...] = tuple(
+    f.name for f in fields(Usage) if f.name not in ("cost_usd", "unpriced_models")
+)
 _TEXT_FIELDS = ("budget", "scope_path", "model", "endpoint", "price_source")
 RECORD_FIELDS: tuple[str, ...] = (
     "time",
@@ -57,10 +59,10 @@ def record_from_fields(data: dict[str, str | None]) -> SpendRecord:
         value = data.get(name)
         return "" if value is None else value
 
-    usage = Usage(
-        cost_usd=Decimal(text("cost_usd") or "0"),
-        **{name: int(text(name) or "0") for name in USAGE_INT_FIELDS},
-    )
+    counts = {name: int(text(name) or "0") for name in USAGE_INT_FIELDS}
+    # A record is one call: if it was unpriced, its model is the unpriced one.
+    unpriced = frozenset((text("model"),)) if counts["unpriced_requests"] else frozenset()
+    usage = Usage(cost_usd=Decimal(text("cost_usd") or "0"), unpriced_models=unpriced, **counts)
     extra = json.loads(text("extra") or "{}")
     return SpendRecord(
         time=float(text("time")),

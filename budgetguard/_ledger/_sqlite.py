@@ -45,7 +45,11 @@ from budgetguard._ledger._codec import RECORD_FIELDS, USAGE_INT_FIELDS, record_f
 
 __all__ = ["SCHEMA_VERSION", "SQLiteLedger"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Upgrades from each older version: statements run in one transaction, in order.
+_UPGRADES: dict[int, tuple[str, ...]] = {
+    1: ("ALTER TABLE records ADD COLUMN unpriced_requests INTEGER NOT NULL DEFAULT 0",),
+}
 _PURGE_EVERY = 5.0  # seconds between deletions of expired rows
 _TOTAL = ""  # the counters row of a budget's all-time spend has this window key
 
@@ -212,7 +216,11 @@ class SQLiteLedger(Ledger):
                 for statement in _SCHEMA.split(";\n"):
                     if statement.strip():
                         conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            else:
+                for old in range(version, SCHEMA_VERSION):
+                    for statement in _UPGRADES[old]:
+                        conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
