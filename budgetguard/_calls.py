@@ -35,12 +35,20 @@ from budgetguard._errors import (
     BudgetExceeded,
     BudgetGuardError,
     EstimatedUsageWarning,
+    OutputCapWarning,
     UnderReservedWarning,
     UnknownModelError,
     UnknownModelWarning,
 )
 from budgetguard._ledger import Amount, Hold, Refused, SpendRecord, picos_to_usd
-from budgetguard._policies import LowerOutputCap, Refusal, Refuse, SendAnyway, WaitThen
+from budgetguard._policies import (
+    LowerOutputCap,
+    Refusal,
+    Refuse,
+    SendAnyway,
+    WaitThen,
+    output_tokens_that_fit,
+)
 from budgetguard._preflight import Plan, billed_choices, counted_tokens, plan_request
 from budgetguard._scopes import Budget, Scope
 from budgetguard._settings import current_settings
@@ -64,6 +72,8 @@ _TERMINAL = SETTLED
 
 #: Events read from a closed stream whose end was in sight, to find the usage it carries.
 DRAIN_EVENTS = 16
+#: The fewest output tokens an automatic output cap gives a request; below, it is refused.
+MIN_AUTO_OUTPUT_TOKENS = 16
 
 
 class StreamReader(Protocol):
@@ -150,6 +160,7 @@ class Call:
         "_server_count",
         "_text",
         "attempts",
+        "auto_capped",
         "body",
         "book",
         "budgets",
@@ -160,6 +171,7 @@ class Call:
         "holds",
         "leftover",
         "model",
+        "output_cap",
         "owner",
         "plan",
         "priced",
@@ -200,6 +212,9 @@ class Call:
         self.plan: Plan | None = None
         #: False for a model without a price, let through because no budget caps dollars.
         self.priced = True
+        #: The output cap budgetguard set (auto cap or clamp), and whether it was an auto cap.
+        self.output_cap: int | None = None
+        self.auto_capped = False
         self.reserved = _NOTHING
         self.state = PLANNED
         self.attempts = 0
@@ -333,6 +348,7 @@ class Call:
             elif isinstance(decision, LowerOutputCap):
                 choices = billed_choices(self.endpoint, self.body)
                 self.edit_body()[_cap_field(self.endpoint, self.body)] = decision.tokens_per_choice
+                self.output_cap = decision.tokens_per_choice
                 amount = self._amount(decision.tokens_per_choice * choices)
             else:
                 raise self._exceeded(budget, refusal, decision.detail if isinstance(decision, Refuse) else "")
@@ -348,7 +364,8 @@ class Call:
             for budget in self.budgets:
                 outcome = budget.reserve(amount)
                 if isinstance(outcome, Refused):
-                    decision = budget.policy.decide(self._refusal(budget, outcome, amount, started, attempt))
+                    refusal = self._refusal(budget, outcome, amount, started, attempt)
+                    decision = self._auto_output_cap(budget, refusal) or budget.policy.decide(refusal)
                     if not isinstance(decision, SendAnyway):
                         _roll_back(holds)
                         return budget, outcome, decision
@@ -366,6 +383,29 @@ class Call:
         if watch is not None:
             watch.saw(amount)
         return None
+
+    def _auto_output_cap(self, budget: Budget, refusal: Refusal) -> LowerOutputCap | None:
+        """A request without an output cap of its own, whose assumed maximum output does not
+        fit, is given the cap that fits in half of this budget's remaining room, never above
+        the model's maximum: each uncapped call leaves room for the next, so concurrent ones
+        never starve each other (and a lone agent's unused reservation returns when it
+        settles). None when that leaves fewer than MIN_AUTO_OUTPUT_TOKENS."""
+        plan = self._plan()
+        if not budget.auto_output_cap or (plan.tokens.max_output_tokens is not None and not self.auto_capped):
+            return None
+        if refusal.kind == "requests":
+            return None
+        per_choice = output_tokens_that_fit(refusal, refusal.room // 2)
+        if (
+            per_choice is None
+            or per_choice < MIN_AUTO_OUTPUT_TOKENS
+            or per_choice * refusal.choices >= refusal.output_tokens
+        ):
+            return None
+        if not self.auto_capped:
+            self.auto_capped = True
+            _warn_auto_capped(budget, self.model, per_choice, plan.reserved_output_tokens // refusal.choices)
+        return LowerOutputCap(per_choice)
 
     def _refusal(
         self, budget: Budget, refused: Refused, amount: Amount, started: float, attempt: int
@@ -634,6 +674,9 @@ class Call:
             usage=usage,
             reserved_usd=self.reserved.usd,
             estimated=estimated,
+            extra={}
+            if self.output_cap is None
+            else {"output_cap": f"{'auto' if self.auto_capped else 'clamp'}:{self.output_cap}"},
         )
 
     # ------------------------------------------------------------------ -> released
@@ -646,6 +689,21 @@ class Call:
 
 
 _warned_unpriced: set[str] = set()
+_warned_capped: set[int] = set()
+
+
+def _warn_auto_capped(budget: Budget, model: str, tokens: int, maximum: int) -> None:
+    """Once per budget: requests without an output cap are being capped to fit it."""
+    if id(budget) in _warned_capped:
+        return
+    _warned_capped.add(id(budget))
+    warn(
+        f"a request to {model!r} had no output cap and its maximum output ({maximum} tokens) did "
+        f"not fit budget {budget.name!r}: budgetguard set its output cap to {tokens} tokens (and "
+        "caps later uncapped requests in this budget the same way). Set max_tokens / "
+        "max_output_tokens yourself, or Budget(auto_output_cap=False) to refuse instead",
+        OutputCapWarning,
+    )
 
 
 def _warn_unpriced(model: str) -> None:

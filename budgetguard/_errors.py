@@ -7,6 +7,8 @@ libraries that retry API errors must never retry a refusal.
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Iterator
 from decimal import Decimal
 
 
@@ -75,6 +77,79 @@ def _rebuild_budget_exceeded(state: dict[str, object]) -> BudgetExceeded:
     return exc
 
 
+# An exception graph is small; the cap only bounds a pathological one (a generated group).
+_MAX_EXCEPTIONS_VISITED = 10_000
+
+
+def find_budget_exceeded(exc: BaseException | None) -> BudgetExceeded | None:
+    """The :class:`BudgetExceeded` behind ``exc``, however a framework wrapped it; else None.
+
+    Frameworks catch a refusal and raise their own error (instructor's retry exception, the
+    Agents SDK's ``UserError`` for a failed tool), group it (``ExceptionGroup``, pydantic-ai's
+    ``FallbackExceptionGroup``) or keep it in an attribute. This looks at ``exc`` and then,
+    breadth-first so the nearest refusal wins, at every exception it leads to:
+
+    - ``__cause__`` and ``__context__`` (also when ``raise ... from None`` hid the context);
+    - the members of an exception group;
+    - instructor's ``failed_attempts`` (each ``FailedAttempt.exception``);
+    - tenacity's ``RetryError.last_attempt`` (a finished future's exception).
+
+    Each exception is visited once, so cycles end. Returns the refusal itself, with its
+    ``budget``, ``limit_kind`` and amounts, for the caller to re-raise or report.
+    """
+    if exc is None:
+        return None
+    queue: deque[BaseException] = deque((exc,))
+    # Keyed by id(); the values keep every visited exception alive so no id is reused meanwhile.
+    seen: dict[int, BaseException] = {}
+    while queue and len(seen) < _MAX_EXCEPTIONS_VISITED:
+        current = queue.popleft()
+        if id(current) in seen:
+            continue
+        seen[id(current)] = current
+        if isinstance(current, BudgetExceeded):
+            return current
+        queue.extend(linked for linked in _linked_exceptions(current) if id(linked) not in seen)
+    return None
+
+
+def _linked_exceptions(exc: BaseException) -> Iterator[BaseException]:
+    """The exceptions ``exc`` holds: chained, grouped, or kept by a framework."""
+    if exc.__cause__ is not None:
+        yield exc.__cause__
+    if exc.__context__ is not None:
+        yield exc.__context__
+    if isinstance(exc, BaseExceptionGroup):
+        yield from exc.exceptions
+    # Framework attributes, read defensively: a property of a foreign class may raise.
+    try:
+        attempts = getattr(exc, "failed_attempts", None)  # instructor: [FailedAttempt(n, exception, ...)]
+        if isinstance(attempts, list | tuple):
+            for attempt in attempts:
+                inner = getattr(attempt, "exception", None)
+                if isinstance(inner, BaseException):
+                    yield inner
+        last = getattr(exc, "last_attempt", None)  # tenacity.RetryError: a concurrent.futures.Future
+        if last is not None and _finished_future(last):
+            inner = last.exception()
+            if isinstance(inner, BaseException):
+                yield inner
+    except Exception:
+        return
+
+
+def _finished_future(value: object) -> bool:
+    done = getattr(value, "done", None)
+    cancelled = getattr(value, "cancelled", None)
+    return (
+        callable(done)
+        and callable(cancelled)
+        and callable(getattr(value, "exception", None))
+        and done() is True
+        and cancelled() is False
+    )
+
+
 class UnknownModelError(BudgetGuardError, LookupError):
     """No price is known for a model, and no fallback price is configured."""
 
@@ -133,3 +208,7 @@ class UnderReservedWarning(BudgetGuardWarning):
 
 class EstimatedUsageWarning(BudgetGuardWarning):
     """A call's usage was not reported by the server and was charged from an estimate."""
+
+
+class OutputCapWarning(BudgetGuardWarning):
+    """A request without an output cap of its own was given one so that it fits a budget."""

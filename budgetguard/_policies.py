@@ -33,6 +33,7 @@ __all__ = [
     "Wait",
     "WaitThen",
     "Warn",
+    "output_tokens_that_fit",
     "parse_policy",
 ]
 
@@ -139,21 +140,28 @@ class Clamp(Policy):
             raise ConfigError(f"Clamp(min_output_tokens=...) must be a whole number >= 1, got {value!r}")
 
     def decide(self, refusal: Refusal) -> Decision:
-        cost = refusal.cost_with_output
-        if cost is None:
+        per_choice = output_tokens_that_fit(refusal, refusal.room)
+        if per_choice is None:
             return Refuse("clamp cannot lower a request count or an embedding")
-        without_output = cost(0)
-        per_token = cost(1) - without_output
-        spare = refusal.room - without_output
-        # Pricing is linear in output tokens within a request's tier, so one division finds
-        # the most that fit; the call path re-reserves the result, which verifies it.
-        fits = spare // per_token if per_token > 0 else 0
-        per_choice = max(fits, 0) // refusal.choices
         if per_choice < self.min_output_tokens or per_choice * refusal.choices >= refusal.output_tokens:
             return Refuse(
                 f"clamp: only {per_choice} output tokens would fit, the minimum is {self.min_output_tokens}"
             )
         return LowerOutputCap(per_choice)
+
+
+def output_tokens_that_fit(refusal: Refusal, room: int) -> int | None:
+    """The most output tokens per completion with which the refused request costs at most
+    ``room`` (in the refusing cap's unit); None when its output cannot be lowered."""
+    cost = refusal.cost_with_output
+    if cost is None:
+        return None
+    without_output = cost(0)
+    per_token = cost(1) - without_output
+    # Pricing is linear in output tokens within a request's tier, so one division finds the
+    # most that fit; the call path re-reserves the result, which verifies it.
+    fits = (room - without_output) // per_token if per_token > 0 else 0
+    return max(fits, 0) // refusal.choices
 
 
 @dataclass(frozen=True, slots=True)

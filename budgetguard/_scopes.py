@@ -357,6 +357,7 @@ class Budget(Scope):
         store: Ledger | str | None = None,
         key: str | None = None,
         hold_ttl: float = 600.0,
+        auto_output_cap: bool = True,
     ) -> None:
         super().__init__("budget" if name is None else name)
         self.max_usd = _parse_usd(max_usd, "max_usd")
@@ -386,8 +387,13 @@ class Budget(Scope):
             or not (0 < hold_ttl < float("inf"))
         ):
             raise ConfigError(f"hold_ttl must be a positive number of seconds, got {hold_ttl!r}")
+        if not isinstance(auto_output_cap, bool):
+            raise ConfigError(f"auto_output_cap must be True or False, got {auto_output_cap!r}")
         self.on_alert = on_alert
         self.shared = shared
+        #: Give a request without an output cap of its own the cap that fits, rather than
+        #: refusing it because the model's maximum output does not fit.
+        self.auto_output_cap = auto_output_cap
         self.assume_output_tokens = _parse_count(assume_output_tokens, "assume_output_tokens")
         self.window = window
         self.key = key
@@ -424,6 +430,7 @@ class Budget(Scope):
             store=self._store_spec,
             key=self.key,
             hold_ttl=self.hold_ttl,
+            auto_output_cap=self.auto_output_cap,
         )
 
     # -- what a user reads ---------------------------------------------------------------------
