@@ -23,13 +23,16 @@ __all__ = [
     "Entry",
     "active_entries",
     "ensure_installed",
+    "entries_open_elsewhere",
     "entry_ended",
     "entry_ended_async",
     "is_unmetered",
     "on_entry_end",
     "on_first_scope",
     "pop",
+    "pop_process",
     "push",
+    "push_process",
     "uninstalled",
     "unmetered",
 ]
@@ -92,27 +95,73 @@ _entries: contextvars.ContextVar[tuple[Entry, ...]] = contextvars.ContextVar(
 _unmetered: contextvars.ContextVar[bool] = contextvars.ContextVar("budgetguard_unmetered", default=False)
 
 
+# Entries of process-wide scopes: every call in the process is charged to them, whatever
+# thread or task makes it. Replaced whole (never changed in place) under _process_lock.
+_process: tuple[Entry, ...] = ()
+_process_lock = threading.Lock()
+# How many entries are active in some thread or task right now: a call made with none of its
+# own while this is above zero escaped a scope (a thread that did not inherit the context).
+_open_entries = 0
+_count_lock = threading.Lock()
+
+
 def active_entries() -> tuple[Entry, ...]:
-    """The entries a call made here is charged to, outermost first."""
-    return _entries.get()
+    """The entries a call made here is charged to, outermost first (process-wide ones first)."""
+    local = _entries.get()
+    process = _process
+    return process + local if process else local
+
+
+def entries_open_elsewhere() -> bool:
+    """Whether some thread or task has a scope entered (checked when a call has none)."""
+    return _open_entries > 0
 
 
 def push(entry: Entry) -> None:
+    global _open_entries
     if not _installed:
         ensure_installed()
     _entries.set((*_entries.get(), entry))
+    with _count_lock:
+        _open_entries += 1
 
 
 def pop(entry: Entry) -> None:
+    global _open_entries
     stack = _entries.get()
     if stack and stack[-1] is entry:  # the usual case
         _entries.set(stack[:-1])
-        return
-    # User code left an inner entry open (a generator paused mid-block): still unwind this one.
-    for i in range(len(stack) - 1, -1, -1):
-        if stack[i] is entry:
-            _entries.set(stack[:i] + stack[i + 1 :])
+    else:
+        # User code left an inner entry open (a generator paused mid-block): unwind this one.
+        for i in range(len(stack) - 1, -1, -1):
+            if stack[i] is entry:
+                _entries.set(stack[:i] + stack[i + 1 :])
+                break
+        else:
             return
+    with _count_lock:
+        _open_entries -= 1
+
+
+def push_process(entry: Entry) -> None:
+    """Make ``entry`` active in every thread and task of the process."""
+    global _process
+    if not _installed:
+        ensure_installed()
+    with _process_lock:
+        _process = (*_process, entry)
+
+
+def pop_process(scope: object) -> Entry | None:
+    """End the innermost process-wide entry of ``scope``; None if it has none."""
+    global _process
+    with _process_lock:
+        for i in range(len(_process) - 1, -1, -1):
+            entry = _process[i]
+            if entry.scope is scope:
+                _process = _process[:i] + _process[i + 1 :]
+                return entry
+    return None
 
 
 def is_unmetered() -> bool:

@@ -15,6 +15,8 @@ import functools
 import inspect
 import threading
 import warnings
+import weakref
+from collections import OrderedDict
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
@@ -112,15 +114,22 @@ class Tally:
 class Scope(Tally):
     """Common behaviour of trackers and budgets: a name, a usage tally, entering and leaving."""
 
-    def __init__(self, name: str | None) -> None:
+    def __init__(self, name: str | None, *, process_wide: bool = False) -> None:
         if name is not None and (not isinstance(name, str) or not name):
             raise ConfigError(f"a scope name must be a non-empty string, got {name!r}")
+        if not isinstance(process_wide, bool):
+            raise ConfigError(f"process_wide must be True or False, got {process_wide!r}")
         super().__init__()
         self.name = name or type(self).__name__.lower()
+        #: Once entered, charged for every call in the process, whatever thread or task makes it.
+        self.process_wide = process_wide
 
     # -- entering and leaving ------------------------------------------------------------------
     def __enter__(self) -> Any:
-        _context.push(Entry(self))
+        if self.process_wide:
+            _context.push_process(Entry(self))
+        else:
+            _context.push(Entry(self))
         return self
 
     def __exit__(
@@ -141,7 +150,9 @@ class Scope(Tally):
             await _context.entry_ended_async(entry)
 
     def _pop(self) -> Entry | None:
-        """Leave this scope's innermost entry in the current thread or task."""
+        """Leave this scope's innermost entry in the current thread or task (or the process)."""
+        if self.process_wide:
+            return _context.pop_process(self)
         for entry in reversed(_context.active_entries()):
             if entry.scope is self:
                 _context.pop(entry)
@@ -160,6 +171,11 @@ class Scope(Tally):
         """
         if not callable(fn):
             raise TypeError(f"{type(self).__name__} decorates a function, got {fn!r}")
+        if self.process_wide:
+            raise ConfigError(
+                "a process-wide scope covers the whole process once entered: use `with` (or "
+                "__enter__ at start-up), not a decorator"
+            )
         # Every call made in an invocation is credited to the function's tally through the
         # invocation's entry, so concurrent invocations of a shared scope never mix.
         total = Tally()
@@ -282,8 +298,8 @@ async def _adrive(agen: AsyncGenerator[Any, Any], entry: Entry) -> AsyncGenerato
 class UsageTracker(Scope):
     """Counts tokens, requests and cost of every OpenAI call made inside it. Never refuses."""
 
-    def __init__(self, name: str | None = None) -> None:
-        super().__init__(name or "track_usage")
+    def __init__(self, name: str | None = None, *, process_wide: bool = False) -> None:
+        super().__init__(name or "track_usage", process_wide=process_wide)
 
     def _for_invocation(self) -> Scope:
         return UsageTracker(self.name)
@@ -295,21 +311,27 @@ class UsageTracker(Scope):
 @overload
 def track_usage(fn: Callable[P, R], /) -> Callable[P, R]: ...
 @overload
-def track_usage(fn: None = None, /, *, name: str | None = None) -> UsageTracker: ...
+def track_usage(
+    fn: None = None, /, *, name: str | None = None, process_wide: bool = False
+) -> UsageTracker: ...
 
 
-def track_usage(fn: Callable[P, R] | None = None, /, *, name: str | None = None) -> Any:
+def track_usage(
+    fn: Callable[P, R] | None = None, /, *, name: str | None = None, process_wide: bool = False
+) -> Any:
     """Tally every OpenAI SDK call made inside, at any depth.
 
     As a context manager: ``with track_usage() as t: ...; print(t.usage)``. As a decorator,
     bare (``@track_usage``) or with arguments (``@track_usage(name="summarize")``), on sync
     or async functions: each invocation gets its own tracker, and ``fn.usage`` totals them.
+    ``process_wide=True``: once entered, every call in the process counts, whatever thread
+    makes it (threads that did not inherit the context included).
     """
     if fn is not None:
         if not callable(fn):
             raise TypeError(f"track_usage takes a function or keyword arguments, got {fn!r}")
         return UsageTracker(getattr(fn, "__qualname__", None))(fn)
-    return UsageTracker(name)
+    return UsageTracker(name, process_wide=process_wide)
 
 
 def usage_of(fn: Callable[..., Any]) -> Usage:
@@ -336,8 +358,9 @@ class Budget(Scope):
     ``"clamp"`` or ``"wait"``. After the response the reservation is replaced by the real cost.
 
     As a decorator each invocation gets a fresh budget, unless ``shared=True`` (one budget for
-    all invocations). Persistent, windowed budgets shared by processes come from configuration:
-    ``Budget.named("daily")``.
+    all invocations). ``process_wide=True``: once entered, every call in the process is charged
+    to it, whatever thread or task makes it. Persistent, windowed budgets shared by processes
+    come from configuration: ``Budget.named("daily")``.
     """
 
     def __init__(
@@ -358,8 +381,9 @@ class Budget(Scope):
         key: str | None = None,
         hold_ttl: float = 600.0,
         auto_output_cap: bool = True,
+        process_wide: bool = False,
     ) -> None:
-        super().__init__("budget" if name is None else name)
+        super().__init__("budget" if name is None else name, process_wide=process_wide)
         self.max_usd = _parse_usd(max_usd, "max_usd")
         self.max_tokens = _parse_count(max_tokens, "max_tokens")
         self.max_requests = _parse_count(max_requests, "max_requests")
@@ -568,7 +592,8 @@ def named_budget(name: str, key: str | None = None) -> Budget:
     if not spec.keyed and key is not None:
         raise ConfigError(f"budget {name!r} is not keyed; set keyed: true in the config to use key={key!r}")
     with _named_lock:
-        budget = settings.named.get((name, key))
+        named = _named_budgets(settings)
+        budget = named.get((name, key))
         if budget is None:
             budget = Budget(
                 spec.max_usd,
@@ -579,16 +604,66 @@ def named_budget(name: str, key: str | None = None) -> Budget:
                 max_wait=spec.max_wait,
                 alerts=spec.alerts,
                 window=spec.window,
-                store=open_ledger(spec.store, fail_open=True) if spec.fail_open else spec.store,
+                store=named.memory
+                if spec.store == DEFAULT_STORE
+                else open_ledger(spec.store, fail_open=True)
+                if spec.fail_open
+                else spec.store,
                 key=key,
                 hold_ttl=spec.hold_ttl,
                 shared=True,
             )
-            settings.named[(name, key)] = budget
+            named.put((name, key), budget)
         return budget
 
 
+class _NamedBudgets:
+    """The objects ``Budget.named`` handed out under one configuration.
+
+    Bounded: the most recently used ``KEEP`` are kept, and any other only while something still
+    uses it (a weak reference), so a keyed budget with 100,000 keys does not keep 100,000
+    objects. A budget's spend lives in its store, not in the object, so one made again for the
+    same name and key carries on where the last left off; in-memory named budgets of this
+    configuration share ``memory`` for that reason.
+    """
+
+    KEEP = 1024
+
+    def __init__(self) -> None:
+        self.memory = MemoryLedger()
+        self._live: weakref.WeakValueDictionary[tuple[str, str | None], Budget] = (
+            weakref.WeakValueDictionary()
+        )
+        self._recent: OrderedDict[tuple[str, str | None], Budget] = OrderedDict()
+
+    def get(self, key: tuple[str, str | None]) -> Budget | None:
+        budget = self._live.get(key)
+        if budget is not None:
+            self.put(key, budget)
+        return budget
+
+    def put(self, key: tuple[str, str | None], budget: Budget) -> None:
+        self._live[key] = budget
+        self._recent[key] = budget
+        self._recent.move_to_end(key)
+        if len(self._recent) > self.KEEP:
+            self._recent.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._live)
+
+
 _named_lock = threading.Lock()
+_named_for: tuple[object, _NamedBudgets] | None = None
+
+
+def _named_budgets(settings: object) -> _NamedBudgets:
+    """The named budgets of the configuration in force (a new configuration starts afresh)."""
+    global _named_for
+    current = _named_for
+    if current is None or current[0] is not settings:
+        current = _named_for = (settings, _NamedBudgets())
+    return current[1]
 
 
 def _show(kind: str, value: int) -> str:

@@ -24,7 +24,6 @@ import contextvars
 import json
 import sys
 import threading
-import warnings
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
@@ -35,6 +34,7 @@ from budgetguard._errors import BudgetGuardWarning
 from budgetguard._preflight import input_token_counter
 from budgetguard._scopes import Budget
 from budgetguard._usage import TokenCounts, UsageFormatError
+from budgetguard._warnings import warn
 
 __all__ = ["endpoint_of", "instrument", "instrumented", "uninstrument"]
 
@@ -135,11 +135,10 @@ def _warn_unmetered(method: str, url: str, entries: tuple[_context.Entry, ...]) 
             ]
             if budgets:
                 _warned_unmetered.add(suffix)
-                warnings.warn(
+                warn(
                     f"budgetguard does not meter {path}: its cost is not counted against budget "
                     f"{budgets[-1]!r} (only chat completions, responses, completions and embeddings are)",
                     BudgetGuardWarning,
-                    stacklevel=5,
                 )
             return
 
@@ -216,6 +215,8 @@ def _wrap_sync_request(original: Callable[..., Any]) -> Callable[..., Any]:
     def request(self: Any, *args: Any, **kwargs: Any) -> Any:
         entries = _context.active_entries()
         if not entries:
+            if _context.entries_open_elsewhere() and not _warned_escape:
+                _warn_escape(_options_of(args, kwargs))
             return original(self, *args, **kwargs)
         options = _options_of(args, kwargs)
         call = _begin(self, options, entries)
@@ -242,6 +243,8 @@ def _wrap_async_request(original: Callable[..., Any]) -> Callable[..., Any]:
     async def request(self: Any, *args: Any, **kwargs: Any) -> Any:
         entries = _context.active_entries()
         if not entries:
+            if _context.entries_open_elsewhere() and not _warned_escape:
+                _warn_escape(_options_of(args, kwargs))
             return await original(self, *args, **kwargs)
         options = _options_of(args, kwargs)
         call = _begin(self, options, entries)
@@ -266,6 +269,25 @@ def _wrap_async_request(original: Callable[..., Any]) -> Callable[..., Any]:
     return request
 
 
+_warned_escape = False
+
+
+def _warn_escape(options: Any) -> None:
+    """Once per process: a billed call made with no scope while scopes are entered elsewhere."""
+    global _warned_escape
+    method, url = str(getattr(options, "method", "")), str(getattr(options, "url", ""))
+    if endpoint_of(method, url) is None or _context.is_unmetered():
+        return
+    _warned_escape = True
+    warn(
+        f"an OpenAI call ({url}) was made outside every budgetguard scope while a scope is active "
+        "in another thread or task: it is not counted. Threads do not inherit scopes: run the "
+        "work through budgetguard.propagate(fn) or budgetguard.ScopedThreadPoolExecutor, or use "
+        "a process-wide budget (budgetguard.Budget(..., process_wide=True)) that counts every call",
+        BudgetGuardWarning,
+    )
+
+
 def _released(call: Call, exc: BaseException) -> None:
     """The request failed: release its holds. A ledger error there must not hide the API's
     error: it is attached to it as a note and warned about (the hold expires with its TTL)."""
@@ -275,7 +297,7 @@ def _released(call: Call, exc: BaseException) -> None:
     if error is not None:
         note = f"budgetguard could not release a reservation: {error!r} (it expires with its TTL)"
         exc.add_note(note)
-        warnings.warn(note, BudgetGuardWarning, stacklevel=3)
+        warn(note, BudgetGuardWarning)
 
 
 def _after(call: Call, result: Any) -> None:
