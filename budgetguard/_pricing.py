@@ -71,7 +71,6 @@ from __future__ import annotations
 
 import re
 import threading
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Context, Decimal, InvalidOperation
@@ -80,6 +79,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 from budgetguard._errors import BudgetGuardWarning, ConfigError, UnknownModelError, UnknownModelWarning
 from budgetguard._usage import TokenCounts, Usage
+from budgetguard._warnings import warn
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -623,7 +623,7 @@ class PriceBook:
             if key in self._warned:
                 return
             # Marked only once it was shown: under warnings-as-errors every call keeps failing.
-            warnings.warn(message, category, stacklevel=5)
+            warn(message, category)
             self._warned.add(key)
 
     def _resolve_uncached(self, model: str) -> _Resolution:
