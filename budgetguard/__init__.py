@@ -57,6 +57,7 @@ from budgetguard._policies import (
     Warn,
 )
 from budgetguard._providers import openai as _openai_hooks  # noqa: F401 - installs on first scope
+from budgetguard._providers import unmetered as _unmetered_sdks  # noqa: F401 - warns for other SDKs
 from budgetguard._scopes import (
     Budget,
     ScopedThreadPoolExecutor,

@@ -49,7 +49,7 @@ from budgetguard._policies import (
     WaitThen,
     output_tokens_that_fit,
 )
-from budgetguard._preflight import Plan, billed_choices, counted_tokens, plan_request
+from budgetguard._preflight import Plan, billed_choices, counted_tokens, may_hide_output, plan_request
 from budgetguard._scopes import Budget, Scope
 from budgetguard._settings import current_settings
 from budgetguard._usage import TokenCounts, Usage
@@ -570,7 +570,7 @@ class Call:
             self._finish_estimated(self.reserved.tokens, 0, f"from its reservation: {reason}")
             return
         seen = count_text_tokens(self.model, "".join(self._text)) if self._text and self.model else 0
-        if plan.hidden_output:
+        if may_hide_output(self.model, self.body):
             completion = max(seen, plan.reserved_output_tokens)
             how = f"at its reserved output (the model may bill hidden reasoning tokens): {reason}"
         else:

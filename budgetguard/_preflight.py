@@ -159,8 +159,6 @@ class Plan(NamedTuple):
     service_tier: str | None = None
     audio: bool = False
     images: bool = False
-    #: Whether the response may bill output a stream does not show (reasoning tokens).
-    hidden_output: bool = False
 
 
 _count_request: Callable[..., TokenEstimate] | None = None
@@ -235,7 +233,7 @@ def plan_request(
         if priced
         else 0
     )
-    return Plan(tokens, reserved_output, high, tier, audio, images, may_hide_output(tokens.model, body))
+    return Plan(tokens, reserved_output, high, tier, audio, images)
 
 
 def estimate_request(

@@ -131,3 +131,40 @@ def test_keyed_named_budgets_do_not_keep_an_object_per_key(tmp_path: Path, clien
     assert after - before < 64 * 1024  # 8,000 more keys, no more memory
     # A budget made again for an evicted key carries on from its store.
     assert bg.Budget.named("per-user", key="alice").spent_usd > Decimal(0)
+
+
+@pytest.mark.parametrize("imported", ["before the first scope", "after the first scope"])
+def test_a_call_through_an_sdk_budgetguard_does_not_meter_warns_inside_a_capped_budget(
+    imported: str,
+) -> None:
+    pytest.importorskip("anthropic")
+    early = imported == "before the first scope"
+    script = textwrap.dedent(
+        f"""
+        import warnings
+        {"import anthropic" if early else ""}
+        import budgetguard as bg
+        from budgetguard.testing import Simulator
+
+        with bg.track_usage():
+            pass  # the first scope: hooks go in
+        import anthropic
+
+        warnings.simplefilter("always")
+        with Simulator() as sim, warnings.catch_warnings(record=True) as caught:
+            client = anthropic.Anthropic(base_url=sim.base_url, api_key="sim", max_retries=0)
+            for _ in range(2):
+                with bg.Budget(max_usd=1, name="capped"):
+                    try:
+                        client.messages.create(
+                            model="claude-sonnet-4-5", max_tokens=5,
+                            messages=[{{"role": "user", "content": "hi"}}],
+                        )
+                    except anthropic.APIError:
+                        pass  # the simulator speaks only the OpenAI API
+        notes = [str(w.message) for w in caught if "does not meter the anthropic SDK" in str(w.message)]
+        print(len(notes), "capped" in notes[0])
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["1", "True"]
