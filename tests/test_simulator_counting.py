@@ -37,7 +37,7 @@ COUNTING_SOURCE = Path(__file__).resolve().parents[1] / "budgetguard/testing/_co
 HELLO: list[Any] = [{"role": "user", "content": "Hello there"}]  # 3 + 1 + 2 = 6
 WEATHER_TOOL = {
     "type": "function",
-    # {"name":"get_weather","parameters":{"type":"object","properties":{"city":{"type":"string"}}}}: 21
+    # func_init 7 + "get_weather:" 3 + prop_init 3 + (prop_key 3 + "city:string:" 3) = 19
     "function": {
         "name": "get_weather",
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
@@ -84,7 +84,10 @@ def client() -> Iterator[OpenAI]:
             16,
             id="system 3+1+2, named user 3+1+(1+1)+1, primer 3",
         ),
-        pytest.param({"messages": HELLO, "tools": [WEATHER_TOOL]}, 43, id="tools: 9 + 10 + (3 + 21)"),
+        pytest.param({"messages": HELLO, "tools": [WEATHER_TOOL]}, 40, id="tools: 9 + 19 + func_end 12"),
+        pytest.param(
+            {"messages": HELLO, "functions": [WEATHER_TOOL["function"]]}, 40, id="legacy functions: as tools"
+        ),
         pytest.param(
             {
                 "messages": HELLO,
@@ -126,13 +129,125 @@ def test_responses_prompt_tokens_follow_the_public_counting_rules(client: OpenAI
     assert usage.input_tokens == 18
     items: Any = [
         {"role": "user", "content": [{"type": "input_text", "text": "hi"}]},  # 3 + 1 + 1
-        # {"type":"function_call_output","call_id":"c1","output":"sunny"}: 18, plus 3
+        # a function call's output: "sunny" 2, plus 3 (its ids are not prompt)
         {"type": "function_call_output", "call_id": "c1", "output": "sunny"},
+        # a function call: name "add" 1 + arguments '{"a":1}' 5, plus 3
+        {"type": "function_call", "call_id": "c1", "name": "add", "arguments": '{"a":1}', "id": "fc_1"},
+        # any other item: 3 plus its JSON text {"type":"reasoning","summary":[]}: 9
+        {"type": "reasoning", "summary": []},
     ]
     usage = client.responses.create(model="gpt-4o", input=items).usage
     assert usage is not None
-    assert usage.input_tokens == 29
+    assert usage.input_tokens == 5 + 5 + 9 + 12 + 3  # items, then the primer
     assert client.responses.input_tokens.count(model="gpt-4o", input="hi").input_tokens == 8
+
+
+# The OpenAI cookbook's own example for num_tokens_for_tools ("How to count tokens with tiktoken",
+# section 7), whose published counts the API confirmed: 105 on gpt-3.5-turbo / gpt-4, 101 on gpt-4o.
+COOKBOOK_MESSAGES: list[Any] = [
+    # 3 + "system" 1 + 14 = 18
+    {
+        "role": "system",
+        "content": "You are a helpful assistant that can answer to questions about the weather.",
+    },
+    # 3 + "user" 1 + 8 (o200k_base; 9 in cl100k_base)
+    {"role": "user", "content": "What's the weather like in San Francisco?"},
+]
+COOKBOOK_TOOLS: list[Any] = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_current_weather",
+            # "get_current_weather:Get the current weather in a given location": 11
+            "description": "Get the current weather in a given location",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    # prop_key 3 + "location:string:The city and state, e.g. San Francisco, CA" 14
+                    "location": {
+                        "type": "string",
+                        "description": "The city and state, e.g. San Francisco, CA",
+                    },
+                    # prop_key 3 + enum_init -3 + (3 + "celsius" 2) + (3 + "fahrenheit" 2)
+                    # + "unit:string:The unit of temperature to return" 8 = 18
+                    "unit": {
+                        "type": "string",
+                        "description": "The unit of temperature to return",
+                        "enum": ["celsius", "fahrenheit"],
+                    },
+                },
+                "required": ["location"],
+            },
+        },
+    }
+]
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        # messages 18 + 12 + primer 3 = 33; tools 7 + 11 + prop_init 3 + 17 + 18 + func_end 12 = 68
+        ("gpt-4o", 101),
+        ("gpt-4o-mini", 101),
+        # messages 18 + 13 + 3 = 34; tools as above but func_init 10: 71
+        ("gpt-4", 105),
+        ("gpt-3.5-turbo", 105),
+    ],
+)
+def test_function_tools_cost_what_the_cookbook_counts_for_its_own_example(
+    client: OpenAI, model: str, expected: int
+) -> None:
+    usage = client.chat.completions.create(
+        model=model, messages=COOKBOOK_MESSAGES, tools=COOKBOOK_TOOLS
+    ).usage
+    assert usage is not None
+    assert usage.prompt_tokens == expected
+
+
+def test_responses_function_tools_are_counted_flat_and_built_in_tools_as_their_json(client: OpenAI) -> None:
+    add: Any = {
+        "type": "function",
+        "name": "add",
+        "description": "Add two numbers.",  # "add:Add two numbers" 4: the final "." is dropped
+        "parameters": {
+            "type": "object",
+            # each: prop_key 3 + "a:integer:" 4
+            "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+            "required": ["a", "b"],
+            "additionalProperties": False,
+        },
+        "strict": True,
+    }
+    # instructions 3 + 1 + "Use the tool." 4, user 3 + 1 + "What is 2 + 3?" 8, primer 3: 23;
+    # add: 7 + 4 + 3 + 7 + 7 = 28; func_end 12.
+    usage = client.responses.create(
+        model="gpt-4o-mini",
+        instructions="Use the tool.",
+        input=[{"role": "user", "content": "What is 2 + 3?"}],
+        tools=[add],
+        max_output_tokens=20,
+    ).usage
+    assert usage is not None
+    assert usage.input_tokens == 63
+    # input "hi" 3 + 1 + 1, primer 3: 8; web_search: 3 + '{"type":"web_search"}' 6.
+    usage = client.responses.create(model="gpt-4o", input="hi", tools=[{"type": "web_search"}]).usage
+    assert usage is not None
+    assert usage.input_tokens == 17
+    usage = client.responses.create(model="gpt-4o", input="hi", tools=[{"type": "web_search"}, add]).usage
+    assert usage is not None
+    assert usage.input_tokens == 8 + 9 + 28 + 12
+
+
+def test_a_function_without_properties_costs_its_name_and_description() -> None:
+    # "lookup:Look it up" 5 (one final "." dropped, "Look it up.." keeps one: "lookup:Look it up." 6)
+    def chat(description: str) -> int:
+        function = {"name": "lookup", "description": description, "parameters": {"type": "object"}}
+        tool = {"type": "function", "function": function}
+        return count_prompt_tokens("chat.completions", {"model": "gpt-4o", "messages": [], "tools": [tool]})
+
+    assert chat("Look it up.") == 3 + 7 + 5 + 12  # primer, func_init, name:description, func_end
+    assert chat("Look it up") == 27
+    assert chat("Look it up..") == 28
 
 
 def test_legacy_and_embedding_prompt_tokens_are_the_tokens_of_each_input(client: OpenAI) -> None:
@@ -181,6 +296,26 @@ def test_image_sizes_are_read_from_png_gif_and_jpeg_data_urls() -> None:
         ),
         ("chat.completions", {"model": "gpt-4o", "messages": [], "tools": "nope", "response_format": 3}),
         ("chat.completions", {"model": 7, "messages": "x", "functions": [1, None]}),
+        (
+            "chat.completions",
+            {
+                "model": "gpt-4",
+                "messages": [],
+                "tools": [
+                    {"type": "function", "function": {"name": 5, "parameters": {"properties": {"a": []}}}},
+                    {"type": "function"},
+                    {"type": "custom", "custom": {"name": "x"}},
+                    {"type": "function", "function": {"parameters": {"properties": {"b": {"enum": "x"}}}}},
+                ],
+            },
+        ),
+        (
+            "responses",
+            {
+                "model": "gpt-4o",
+                "tools": [{"type": "function", "parameters": []}, {"type": "function", "name": None}, 3],
+            },
+        ),
         ("responses", {"model": "gpt-4o"}),
         (
             "responses",

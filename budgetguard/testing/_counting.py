@@ -18,13 +18,25 @@ not a reconstruction of OpenAI's hidden prompt format:
   scaled to fit in 2048x2048, then its shortest side down to 768, and costs 170 per 512px
   tile plus 85. The size is read from a ``data:`` URL's PNG, GIF or JPEG header; an image of
   unknown size costs 765, the docs' worked example of a 1024x1024 image.
-- tools: each definition's JSON text (a chat tool's ``function`` object, a Responses tool as
-  sent, each legacy ``functions`` entry), plus 3 per definition and 10 per request with any.
+- function tools (a chat tool's ``function`` object, a Responses ``function`` tool, each legacy
+  ``functions`` entry): ``num_tokens_for_tools`` from the OpenAI cookbook's "How to count
+  tokens with tiktoken" (section 7; URL at the constants below). Each function costs 7
+  (``func_init``; 10 for the cl100k_base models, gpt-3.5 and gpt-4; the cookbook names no
+  other models, so every o200k_base model takes gpt-4o's) plus the tokens of
+  ``name:description`` (one trailing ``.`` of the description dropped). If its
+  ``parameters.properties`` has any: 3 (``prop_init``), and per property 3 (``prop_key``) plus
+  the tokens of ``key:type:description`` (one trailing ``.`` dropped; nested schemas are not
+  looked into), and for an ``enum`` -3 (``enum_init``) plus per item 3 (``enum_item``) and its
+  tokens. 12 (``func_end``) once per request with any function. A missing name, type or
+  description is empty text, any other non-string its JSON text.
+- any other tool (built-in ones such as ``web_search``; a chat tool that is not a function):
+  3 plus its JSON text.
 - structured output: a ``json_schema`` response format (chat ``response_format.json_schema``,
   Responses ``text.format`` without its ``type``) costs its JSON text.
 - Responses: ``instructions`` is a system message and a string ``input`` a user message;
-  an input item with a ``role`` is a message (its role and content count); any other item
-  (function calls and outputs, reasoning, ...) costs 3 plus its JSON text; 3 prime the reply.
+  an input item with a ``role`` is a message (its role and content count); a function call
+  costs 3 plus its name and arguments, a function call's output 3 plus the output (their ids
+  are not prompt); any other item (reasoning, ...) 3 plus its JSON text; 3 prime the reply.
   Only the body counts: ``previous_response_id`` brings nothing back.
 - legacy completions and embeddings: each prompt / input string its tokens, each token id 1,
   arrays the sum of their items; no framing.
@@ -54,8 +66,17 @@ __all__ = ["count_prompt_tokens", "image_size", "image_tokens"]
 TOKENS_PER_MESSAGE = 3
 TOKENS_PER_NAME = 1
 REPLY_PRIMER = 3
-TOKENS_PER_TOOL = 3
-TOOLS_OVERHEAD = 10
+# The function-tool constants of num_tokens_for_tools in the OpenAI cookbook, section 7 of
+# https://github.com/openai/openai-cookbook/blob/main/examples/How_to_count_tokens_with_tiktoken.ipynb
+# gpt-4o and gpt-4o-mini: these; gpt-3.5-turbo and gpt-4 differ only in func_init (10).
+FUNC_INIT = 7
+FUNC_INIT_CL100K = 10
+PROP_INIT = 3
+PROP_KEY = 3
+ENUM_INIT = -3
+ENUM_ITEM = 3
+FUNC_END = 12
+TOKENS_PER_TOOL = 3  # a non-function tool, besides its JSON text
 LOW_DETAIL_IMAGE = 85
 IMAGE_BASE = 85
 IMAGE_PER_TILE = 170
@@ -105,18 +126,14 @@ class _Counter:
 
     def value(self, value: object) -> int:
         """A string's tokens, nothing for null, else the tokens of the compact JSON text."""
-        if value is None:
-            return 0
-        if isinstance(value, str):
-            return self.text(value)
-        return self.text(json.dumps(value, separators=(",", ":"), ensure_ascii=False))
+        return self.text(_text(value))
 
     # --- chat completions -----------------------------------------------------------------
 
     def chat(self, body: Mapping[str, Any]) -> int:
         messages = body.get("messages")
         total = REPLY_PRIMER + sum(self.chat_message(m) for m in _items(messages))
-        tools = [t.get("function", t) if isinstance(t, Mapping) else t for t in _items(body.get("tools"))]
+        tools = [_chat_function(tool) for tool in _items(body.get("tools"))]
         total += self.tools([*tools, *_items(body.get("functions"))])
         response_format = body.get("response_format")
         if isinstance(response_format, Mapping) and response_format.get("type") == "json_schema":
@@ -152,10 +169,37 @@ class _Counter:
             return image_tokens(part.get("detail"), image_size(part.get("image_url")))
         return self.value(part)
 
-    def tools(self, definitions: list[object]) -> int:
-        if not definitions:
-            return 0
-        return TOOLS_OVERHEAD + sum(TOKENS_PER_TOOL + self.value(d) for d in definitions)
+    def tools(self, tools: list[object]) -> int:
+        """Function definitions (mappings whose ``type``, if any, is "function") and other tools."""
+        functions: list[Mapping[str, Any]] = []
+        total = 0
+        for tool in tools:
+            if isinstance(tool, Mapping) and tool.get("type", "function") == "function":
+                functions.append(tool)
+            else:
+                total += TOKENS_PER_TOOL + self.value(tool)
+        if functions:
+            func_init = FUNC_INIT_CL100K if self.encoding.name == "cl100k_base" else FUNC_INIT
+            total += FUNC_END + sum(func_init + self.function(f) for f in functions)
+        return total
+
+    def function(self, function: Mapping[str, Any]) -> int:
+        """One function definition, by the cookbook's ``num_tokens_for_tools`` (without func_init)."""
+        description = _text(function.get("description")).removesuffix(".")
+        total = self.text(f"{_text(function.get('name'))}:{description}")
+        parameters = function.get("parameters")
+        properties = parameters.get("properties") if isinstance(parameters, Mapping) else None
+        if not isinstance(properties, Mapping) or not properties:
+            return total
+        total += PROP_INIT
+        for key, schema in properties.items():
+            schema = schema if isinstance(schema, Mapping) else {}
+            total += PROP_KEY
+            if "enum" in schema:
+                total += ENUM_INIT + sum(ENUM_ITEM + self.value(item) for item in _items(schema["enum"]))
+            description = _text(schema.get("description")).removesuffix(".")
+            total += self.text(f"{key}:{_text(schema.get('type'))}:{description}")
+        return total
 
     # --- responses ------------------------------------------------------------------------
 
@@ -182,6 +226,12 @@ class _Counter:
     def input_item(self, item: object) -> int:
         if isinstance(item, Mapping) and "role" in item and item.get("type", "message") == "message":
             return self.responses_message(item["role"], item.get("content"))
+        if isinstance(item, Mapping) and item.get("type") == "function_call":
+            # What the model sees of its own call: the function's name and its arguments (ids
+            # and status are bookkeeping, not prompt), framed like a message.
+            return TOKENS_PER_MESSAGE + self.value(item.get("name")) + self.value(item.get("arguments"))
+        if isinstance(item, Mapping) and item.get("type") == "function_call_output":
+            return TOKENS_PER_MESSAGE + self.value(item.get("output"))
         return TOKENS_PER_MESSAGE + self.value(item)
 
     # --- legacy completions and embeddings ------------------------------------------------
@@ -200,6 +250,24 @@ class _Counter:
 def _items(value: object) -> list[object]:
     """``value`` if it is an array, else no items."""
     return list(value) if isinstance(value, list) else []
+
+
+def _chat_function(tool: object) -> object:
+    """A chat ``{"type": "function", "function": {...}}`` tool's function object, else the tool."""
+    if (
+        isinstance(tool, Mapping)
+        and tool.get("type") == "function"
+        and isinstance(tool.get("function"), Mapping)
+    ):
+        return tool["function"]
+    return tool
+
+
+def _text(value: object) -> str:
+    """A string as is, null as empty text, anything else as its compact JSON text."""
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def image_size(url: object) -> tuple[int, int] | None:
