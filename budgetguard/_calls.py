@@ -25,6 +25,7 @@ import contextlib
 import contextvars
 import threading
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from decimal import Decimal
 from typing import Any, Protocol
@@ -623,6 +624,7 @@ class Call:
         held = dict(self.holds) if self.holds else {}
         over = False
         errors: list[BaseException] = []
+        call_id = ""
         for scope in self.scopes:
             if isinstance(scope, Budget):
                 hold = held.get(scope)
@@ -632,11 +634,10 @@ class Call:
                     over = True
                 try:
                     # A ledger that keeps no records (the in-memory default) is not given one.
-                    record = (
-                        self._record(scope, usage, model, state == ESTIMATED)
-                        if scope.ledger.keeps_records
-                        else None
-                    )
+                    record = None
+                    if scope.ledger.keeps_records:
+                        call_id = call_id or uuid.uuid4().hex
+                        record = self._record(scope, usage, model, state == ESTIMATED, call_id)
                     scope.settle(hold, actual, record)
                 except BaseException as exc:  # every other scope is still settled
                     errors.append(exc)
@@ -663,7 +664,10 @@ class Call:
                 UnderReservedWarning,
             )
 
-    def _record(self, budget: Budget, usage: Usage, model: str, estimated: bool) -> SpendRecord:
+    def _record(self, budget: Budget, usage: Usage, model: str, estimated: bool, call_id: str) -> SpendRecord:
+        extra = {"call_id": call_id}  # one call charged to several budgets is one call in reports
+        if self.output_cap is not None:
+            extra["output_cap"] = f"{'auto' if self.auto_capped else 'clamp'}:{self.output_cap}"
         return SpendRecord(
             time=time.time(),
             budget=budget.name,
@@ -674,9 +678,7 @@ class Call:
             usage=usage,
             reserved_usd=self.reserved.usd,
             estimated=estimated,
-            extra={}
-            if self.output_cap is None
-            else {"output_cap": f"{'auto' if self.auto_capped else 'clamp'}:{self.output_cap}"},
+            extra=extra,
         )
 
     # ------------------------------------------------------------------ -> released

@@ -2,6 +2,10 @@
 
 Sums are exact: costs add as ``Decimal`` and are printed in plain notation (never a float, never
 an exponent). Days and months are calendar dates in the report's time zone.
+
+A call charged to several budgets leaves one record in each; records that carry the same call id
+(``record.extra["call_id"]``) are one call, counted once in every row and in the total. Records
+without a call id (written by older versions) each count as a call.
 """
 
 from __future__ import annotations
@@ -18,7 +22,10 @@ from typing import Literal
 from budgetguard._ledger import SpendRecord
 from budgetguard._windows import load_zone
 
-__all__ = ["GROUP_FIELDS", "ReportFormat", "render_report"]
+__all__ = ["CALL_ID", "GROUP_FIELDS", "ReportFormat", "plain_usd", "render_report"]
+
+#: The key of ``SpendRecord.extra`` that names the call a record belongs to.
+CALL_ID = "call_id"
 
 ReportFormat = Literal["table", "json", "csv"]
 GROUP_FIELDS = ("budget", "key", "model", "day", "month", "scope", "endpoint")
@@ -37,8 +44,14 @@ class _Row:
     estimated: int = 0
     reserved_usd: Decimal = field(default_factory=Decimal)
     cost_usd: Decimal = field(default_factory=Decimal)
+    seen: set[str] = field(default_factory=set)
 
     def add(self, record: SpendRecord) -> None:
+        call = record.extra.get(CALL_ID)
+        if call is not None:
+            if call in self.seen:  # the same call, charged to another budget
+                return
+            self.seen.add(call)
         self.calls += 1
         self.requests += record.usage.requests
         self.prompt_tokens += record.usage.prompt_tokens
@@ -56,7 +69,8 @@ class _Row:
         }  # fmt: skip
 
 
-def _plain(amount: Decimal) -> str:
+def plain_usd(amount: Decimal) -> str:
+    """Dollars in plain decimal notation, every digit kept: ``0.0000006``, never ``6E-7``."""
     text = format(amount, "f")
     if "." in text:
         text = text.rstrip("0").rstrip(".")
@@ -72,9 +86,12 @@ def render_report(
 ) -> str:
     """Spend grouped by ``group_by`` (any of ``GROUP_FIELDS``), one row per group, sorted.
 
-    ``calls`` counts records, ``estimated`` the records whose usage was estimated,
-    ``reserved_usd`` what was reserved for them and ``cost_usd`` what they cost. The table ends
-    with a total line; JSON has ``rows`` and ``total`` (money as strings); CSV has rows only.
+    ``calls`` counts calls (records of one call id count once), ``estimated`` the calls whose
+    usage was estimated, ``reserved_usd`` what was reserved for them and ``cost_usd`` what they
+    cost. The table ends with a total line; JSON has ``rows`` and ``total`` (money as strings);
+    CSV has rows only, and a text cell a spreadsheet would run as a formula (first character
+    ``=``, ``+``, ``-`` or ``@``: model names come from the server) is prefixed with ``'``.
+    Control characters in names are shown escaped (``\\x1b``) in the table and the CSV.
     """
     unknown = [name for name in group_by if name not in GROUP_FIELDS]
     if unknown:
@@ -120,24 +137,45 @@ def render_report(
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow([*group_by, *_METRICS])
         for group, row in ordered:
-            writer.writerow([*("" if v is None else v for v in group), *_cells(row.metrics())])
+            cells = ("" if v is None else _inert(_printable(v)) for v in group)
+            writer.writerow([*cells, *_cells(row.metrics())])
         return out.getvalue()
     return _table(group_by, ordered, total)
 
 
+def _inert(text: str) -> str:
+    """A CSV cell no spreadsheet runs as a formula (OWASP's advice: a leading quote)."""
+    return "'" + text if text[:1] in _FORMULA_STARTS else text
+
+
+_FORMULA_STARTS = frozenset("=+-@\t\r")  # tab and CR are escaped first; kept for safety
+
+
+def _printable(text: str) -> str:
+    """Text for a terminal: control characters (escape sequences from a server) shown escaped."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
 def _jsonable(metrics: dict[str, int | Decimal]) -> dict[str, int | str]:
-    return {name: _plain(value) if isinstance(value, Decimal) else value for name, value in metrics.items()}
+    return {
+        name: plain_usd(value) if isinstance(value, Decimal) else value for name, value in metrics.items()
+    }
 
 
 def _cells(metrics: dict[str, int | Decimal]) -> list[str]:
-    return [_plain(value) if isinstance(value, Decimal) else str(value) for value in metrics.values()]
+    return [plain_usd(value) if isinstance(value, Decimal) else str(value) for value in metrics.values()]
 
 
 def _table(group_by: Sequence[str], ordered: list[tuple[tuple[str | None, ...], _Row]], total: _Row) -> str:
     if not ordered:
         return "no spend recorded\n"
     header = [*group_by, *_METRICS]
-    lines = [[*("-" if v is None else v for v in group), *_cells(row.metrics())] for group, row in ordered]
+    lines = [
+        [*("-" if v is None else _printable(v) for v in group), *_cells(row.metrics())]
+        for group, row in ordered
+    ]
     footer = (
         ["TOTAL", *([""] * (len(group_by) - 1)), *_cells(total.metrics())]
         if group_by

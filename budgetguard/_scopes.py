@@ -42,7 +42,7 @@ from budgetguard._ledger import (
     usd_to_picos,
 )
 from budgetguard._policies import Policy, Wait, parse_policy
-from budgetguard._settings import current_settings
+from budgetguard._settings import active_config, current_settings
 from budgetguard._usage import Usage, UsageTotal
 from budgetguard._windows import Rolling
 
@@ -430,13 +430,15 @@ class Budget(Scope):
 
     # -- construction helpers ------------------------------------------------------------------
     @classmethod
-    def named(cls, name: str, key: str | None = None) -> Budget:
-        """The budget ``name`` from the configuration (``budgetguard.configure``).
+    def named(cls, name: str, key: str | None = None, *, process_wide: bool | None = None) -> Budget:
+        """The budget ``name`` from the configuration (``budgetguard.configure``, else the file
+        ``$BUDGETGUARD_CONFIG`` names).
 
         Named budgets keep their spend in the configured store under their name (and ``key``
         for keyed budgets), so every process that names them shares one cap.
+        ``process_wide`` overrides the configuration's ``process_wide``.
         """
-        return named_budget(name, key)
+        return named_budget(name, key, process_wide=process_wide)
 
     def _for_invocation(self) -> Scope:
         if self.shared:
@@ -576,24 +578,25 @@ class Budget(Scope):
 _NO_LIMITS = Limits()
 
 
-def named_budget(name: str, key: str | None = None) -> Budget:
-    """The configured budget ``name`` (one object per name and key per configuration)."""
+def named_budget(name: str, key: str | None = None, *, process_wide: bool | None = None) -> Budget:
+    """The configured budget ``name`` (one object per name, key and reach per configuration)."""
+    config = active_config()  # may load $BUDGETGUARD_CONFIG, which installs new settings
     settings = current_settings()
-    config = settings.config
-    if config is None or name not in config.budgets:
-        known = ", ".join(sorted(config.budgets)) if config is not None else ""
+    if name not in config.budgets:
+        known = ", ".join(sorted(config.budgets))
         raise ConfigError(
-            f"no budget named {name!r} is configured"
-            + (f" (configured: {known})" if known else "; call budgetguard.configure(path) first")
+            f"no budget named {name!r} is configured" + (f" (configured: {known})" if known else "")
         )
     spec = config.budgets[name]
     if spec.keyed and key is None:
         raise ConfigError(f"budget {name!r} is keyed (one cap per key): use Budget.named({name!r}, key=...)")
     if not spec.keyed and key is not None:
         raise ConfigError(f"budget {name!r} is not keyed; set keyed: true in the config to use key={key!r}")
+    if process_wide is None:
+        process_wide = spec.process_wide
     with _named_lock:
         named = _named_budgets(settings)
-        budget = named.get((name, key))
+        budget = named.get((name, key, process_wide))
         if budget is None:
             budget = Budget(
                 spec.max_usd,
@@ -612,8 +615,10 @@ def named_budget(name: str, key: str | None = None) -> Budget:
                 key=key,
                 hold_ttl=spec.hold_ttl,
                 shared=True,
+                auto_output_cap=spec.auto_output_cap,
+                process_wide=process_wide,
             )
-            named.put((name, key), budget)
+            named.put((name, key, process_wide), budget)
         return budget
 
 
@@ -631,18 +636,18 @@ class _NamedBudgets:
 
     def __init__(self) -> None:
         self.memory = MemoryLedger()
-        self._live: weakref.WeakValueDictionary[tuple[str, str | None], Budget] = (
+        self._live: weakref.WeakValueDictionary[tuple[str, str | None, bool], Budget] = (
             weakref.WeakValueDictionary()
         )
-        self._recent: OrderedDict[tuple[str, str | None], Budget] = OrderedDict()
+        self._recent: OrderedDict[tuple[str, str | None, bool], Budget] = OrderedDict()
 
-    def get(self, key: tuple[str, str | None]) -> Budget | None:
+    def get(self, key: tuple[str, str | None, bool]) -> Budget | None:
         budget = self._live.get(key)
         if budget is not None:
             self.put(key, budget)
         return budget
 
-    def put(self, key: tuple[str, str | None], budget: Budget) -> None:
+    def put(self, key: tuple[str, str | None, bool], budget: Budget) -> None:
         self._live[key] = budget
         self._recent[key] = budget
         self._recent.move_to_end(key)

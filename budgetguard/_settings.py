@@ -5,16 +5,18 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+
+from budgetguard._errors import ConfigError
 
 if TYPE_CHECKING:
     from budgetguard._config import Config
     from budgetguard._pricing import ModelRates, PriceBook
 
-__all__ = ["Settings", "configure", "current_settings", "reset_settings"]
+__all__ = ["Settings", "active_config", "configure", "current_settings", "reset_settings"]
 
 
 @dataclass(frozen=True)
@@ -27,8 +29,8 @@ class Settings:
     #: Ask the server to count Responses inputs the local estimate cannot see (exact mode).
     exact_estimates: bool = False
     _book: PriceBook | None = field(default=None, repr=False)
-    #: The objects ``Budget.named`` handed out under this configuration, by (name, key).
-    named: dict[tuple[str, str | None], Any] = field(default_factory=dict, repr=False, compare=False)
+    #: The keyword options of the ``configure()`` call that made these settings.
+    options: Mapping[str, object] = field(default_factory=dict, repr=False, compare=False)
 
     def price_book(self) -> PriceBook:
         if self._book is not None:
@@ -73,63 +75,80 @@ def configure(
     """Load a YAML configuration and/or set options directly; keyword arguments win.
 
     With no ``path``, ``$BUDGETGUARD_CONFIG`` is read if set. Returns the loaded config.
+    Keyword arguments are validated by the readers of the YAML keys they stand for
+    (``prices`` is ``pricing.models``, ``safety_margin`` is ``defaults.safety_margin``, ...):
+    a value the file would refuse raises the same ``ConfigError`` here, before anything changes.
     ``exact_estimates=True`` turns on exact mode: Responses requests whose input the local
     estimate cannot see (``previous_response_id``, conversations, files) are counted by the
     server's ``responses.input_tokens.count`` before they are reserved.
     """
     from budgetguard._config import config_from_env, load_config
-    from budgetguard._pricing import ModelRates, PriceBook
 
     global _settings
     config = load_config(Path(path)) if path is not None else config_from_env()
-
-    overrides: dict[str, ModelRates] = {}
-    alias_map: dict[str, str] = {}
-    book_discount = Decimal(0)
-    policy_unknown: Literal["error", "warn"] = "error"
-    fallback: ModelRates | None = None
-    new = Settings()
-    if config is not None:
-        overrides.update(config.pricing.models)
-        alias_map.update(config.pricing.aliases)
-        book_discount = config.pricing.discount
-        policy_unknown = config.defaults.unknown_model
-        fallback = config.defaults.fallback_price
-        new = Settings(
-            config=config,
-            assume_output_tokens=config.defaults.assume_output_tokens,
-            safety_margin=config.defaults.safety_margin,
-        )
-    for model, rates in (prices or {}).items():
-        overrides[model] = (
-            rates
-            if isinstance(rates, ModelRates)
-            else ModelRates.from_mapping(rates, where=f"configure(prices={model!r})")
-        )
-    alias_map.update(aliases or {})
-    if discount is not None:
-        book_discount = Decimal(str(discount))
-    if unknown_model is not None:
-        policy_unknown = unknown_model
-    if fallback_price is not None:
-        fallback = (
-            fallback_price
-            if isinstance(fallback_price, ModelRates)
-            else ModelRates.from_mapping(fallback_price, where="configure(fallback_price=...)")
-        )
-    if assume_output_tokens is not None:
-        new = replace(new, assume_output_tokens=assume_output_tokens)
-    if safety_margin is not None:
-        new = replace(new, safety_margin=safety_margin)
-    if exact_estimates is not None:
-        new = replace(new, exact_estimates=exact_estimates)
-    book = PriceBook(
-        overrides=overrides,
-        aliases=alias_map,
-        discount=book_discount,
-        unknown_model=policy_unknown,
-        fallback=fallback,
-    )
+    options: dict[str, object] = {
+        "prices": prices,
+        "aliases": aliases,
+        "discount": discount,
+        "unknown_model": unknown_model,
+        "fallback_price": fallback_price,
+        "assume_output_tokens": assume_output_tokens,
+        "safety_margin": safety_margin,
+        "exact_estimates": exact_estimates,
+    }
+    new = _build(config, {name: value for name, value in options.items() if value is not None})
     with _lock:
-        _settings = replace(new, _book=book, named={})
+        _settings = new
+    return config
+
+
+def _build(config: Config | None, options: Mapping[str, object]) -> Settings:
+    """Settings from a configuration and ``configure()`` keyword options (validated here)."""
+    from budgetguard._config import check_options
+    from budgetguard._pricing import PriceBook
+
+    values = check_options(options, config=config)
+    defaults = config.defaults if config is not None else None
+    pricing = config.pricing if config is not None else None
+    book = PriceBook(
+        overrides={**(pricing.models if pricing else {}), **values.get("prices", {})},
+        aliases={**(pricing.aliases if pricing else {}), **values.get("aliases", {})},
+        discount=values.get("discount", pricing.discount if pricing else Decimal(0)),
+        unknown_model=values.get("unknown_model", defaults.unknown_model if defaults else "error"),
+        fallback=values.get("fallback_price", defaults.fallback_price if defaults else None),
+    )
+    return Settings(
+        config=config,
+        assume_output_tokens=values.get(
+            "assume_output_tokens", defaults.assume_output_tokens if defaults else None
+        ),
+        safety_margin=values.get("safety_margin", defaults.safety_margin if defaults else None),
+        exact_estimates=values.get("exact_estimates", False),
+        _book=book,
+        options=dict(options),
+    )
+
+
+def active_config() -> Config:
+    """The configuration named budgets come from: the one ``configure()`` loaded, else the file
+    ``$BUDGETGUARD_CONFIG`` names, loaded once (with the keyword options of an earlier
+    ``configure()`` call kept, as if it had read the file). Raises ``ConfigError`` when there is
+    neither, naming both ways to give one.
+    """
+    global _settings
+    config = _settings.config
+    if config is not None:
+        return config
+    from budgetguard._config import CONFIG_ENV, config_from_env
+
+    with _lock:
+        if _settings.config is not None:  # another thread loaded it
+            return _settings.config
+        config = config_from_env()
+        if config is None:
+            raise ConfigError(
+                "no configuration: call budgetguard.configure(path) or set the "
+                f"${CONFIG_ENV} environment variable to a YAML file"
+            )
+        _settings = _build(config, _settings.options)
     return config

@@ -13,6 +13,7 @@ import yaml
 from budgetguard import _config
 from budgetguard._config import config_from_env, load_config, parse_config
 from budgetguard._errors import ConfigError
+from budgetguard._ledger import ledger_schemes
 from budgetguard._pricing import ModelRates
 from budgetguard._windows import Calendar, Rolling
 
@@ -163,10 +164,9 @@ def test_fail_open_is_inherited_only_by_budgets_whose_store_takes_it() -> None:
           b: {store: "sqlite:///spend.db", fail_open: true}
     """)
     assert exc.key == "budgets.b.fail_open"
-    assert (
-        "fail_open applies to redis://, rediss:// stores; this budget's store is 'sqlite:///spend.db'"
-        in str(exc)
-    )
+    takes = ", ".join(f"{scheme}://" for scheme in ledger_schemes("fail_open"))
+    assert takes.startswith("redis://, rediss://")
+    assert f"fail_open applies to {takes} stores; this budget's store is 'sqlite:///spend.db'" in str(exc)
 
 
 def test_a_minimal_config_has_safe_defaults() -> None:
@@ -357,3 +357,190 @@ def test_a_missing_file_named_by_the_environment_says_so(
         ConfigError, match=r"gone\.yaml: configuration file not found \(named by \$BUDGETGUARD_CONFIG\)"
     ):
         config_from_env()
+
+
+# --- every problem at once ------------------------------------------------------------------------
+
+
+def test_every_problem_in_a_file_is_reported_with_its_line_and_key() -> None:
+    exc = error("""
+        version: 1
+        defaults:
+          safety_margin: 50
+        budgets:
+          a: {max_usd: -1, window: 1d}
+          b:
+            max_usdd: 3
+            on_exceed: wiat
+          "c d": {}
+        pricing:
+          discount: 2
+    """)
+    assert isinstance(exc, _config.ConfigErrors)
+    found = [(p.line, p.key) for p in exc.problems]
+    assert found == [
+        (4, "defaults.safety_margin"),
+        (6, "budgets.a.max_usd"),
+        (8, "budgets.b.max_usdd"),
+        (9, "budgets.b.on_exceed"),
+        (10, "budgets.c d"),
+        (12, "pricing.discount"),
+    ]
+    assert (exc.line, exc.key) == (4, "defaults.safety_margin")  # the first, as for a single problem
+    assert str(exc).splitlines() == [str(p) for p in exc.problems]
+    assert _config.config_problems(exc) == exc.problems
+
+
+def test_a_single_problem_is_a_plain_config_error() -> None:
+    exc = error(budget("max_usd: -3"))
+    assert type(exc) is ConfigError
+    assert _config.config_problems(exc) == (exc,)
+
+
+def test_one_wrong_value_does_not_cause_a_second_complaint_about_its_neighbours() -> None:
+    # The window is wrong: its rolling flag and zone are not also called "without a window".
+    exc = error(budget("window: fortnight", "rolling: true", "on_exceed: wait"))
+    assert [p.key for p in _config.config_problems(exc)] == [f"{B}.window"]
+
+
+def test_a_store_whose_directory_does_not_exist_is_a_problem_when_stores_are_checked(tmp_path: Path) -> None:
+    text = f"""\
+version: 1
+defaults:
+  store: sqlite:///{tmp_path}/nowhere/spend.db
+budgets:
+  ok: {{max_usd: 1, store: "sqlite:///{tmp_path}/spend.db"}}
+  lost: {{max_usd: 1, store: "sqlite:///{tmp_path}/gone/spend.db"}}
+"""
+    parse_config(text, "team.yaml")  # without the check: the file may be for another host
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "team.yaml", check_stores=True)
+    problems = _config.config_problems(info.value)
+    assert [(p.line, p.key) for p in problems] == [(3, "defaults.store"), (6, "budgets.lost.store")]
+    assert f"the directory of this store does not exist: {tmp_path}/gone" in str(problems[1])
+
+
+def test_a_relative_store_path_is_checked_from_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="relative to the working directory"):
+        parse_config(budget("store: sqlite:///data/spend.db"), "team.yaml", check_stores=True)
+    (tmp_path / "data").mkdir()
+    parse_config(budget("store: sqlite:///data/spend.db"), "team.yaml", check_stores=True)
+
+
+# --- configure() keyword arguments: the same readers ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "yaml_line", "message"),
+    [
+        ("assume_output_tokens", -5, "assume_output_tokens: -5", "must be at least 1, got -5"),
+        ("assume_output_tokens", 0, "assume_output_tokens: 0", "must be at least 1, got 0"),
+        ("assume_output_tokens", 2.5, "assume_output_tokens: 2.5", "must be a whole number, got 2.5"),
+        ("safety_margin", float("nan"), "safety_margin: .nan", "must be a number, got NaN"),
+        ("safety_margin", float("inf"), "safety_margin: .inf", "must be a number, got Infinity"),
+        ("safety_margin", -0.1, "safety_margin: -0.1", "must not be negative"),
+        ("safety_margin", 50, "safety_margin: 50", "at most 10"),
+        ("unknown_model", "ignore", "unknown_model: ignore", "must be one of error, warn"),
+        ("unknown_model", "warn", "unknown_model: warn", "needs a fallback_price"),
+        ("fallback_price", {"input": 1}, "fallback_price: {input: 1}", "missing"),
+    ],
+)  # fmt: skip
+def test_configure_refuses_what_the_file_refuses_with_the_same_message(
+    option: str, value: object, yaml_line: str, message: str
+) -> None:
+    import budgetguard as bg
+
+    in_file = error(defaults(yaml_line))
+    with pytest.raises(ConfigError) as in_code:
+        bg.configure(**{option: value})  # type: ignore[arg-type]
+    assert message in str(in_file) and message in str(in_code.value)
+    assert _config._bare(in_file) == _config._bare(in_code.value)
+    assert str(in_code.value).startswith(f"configure() at '{option}")
+
+
+def test_configure_checks_prices_aliases_and_discount_like_the_pricing_section() -> None:
+    import budgetguard as bg
+
+    with pytest.raises(ConfigError) as info:
+        bg.configure(prices={"m": {"input": 1, "output": "x"}}, aliases={"a": "b", "b": "a"}, discount=1.5)
+    assert [(p.key, p.line) for p in _config.config_problems(info.value)] == [
+        ("prices.m.output", None),
+        ("aliases.a", None),
+        ("discount", None),
+    ]
+
+
+def test_a_refused_configure_changes_nothing() -> None:
+    import budgetguard as bg
+    from budgetguard._settings import current_settings
+
+    bg.configure(safety_margin=0.1)
+    with pytest.raises(ConfigError):
+        bg.configure(safety_margin=0.2, assume_output_tokens=-1)
+    assert current_settings().safety_margin == 0.1
+
+
+def test_configure_reads_numbers_exactly_and_keyword_arguments_win_over_the_file(tmp_path: Path) -> None:
+    import budgetguard as bg
+    from budgetguard._settings import current_settings
+
+    path = tmp_path / "bg.yaml"
+    path.write_text("version: 1\ndefaults:\n  safety_margin: 0.5\n  assume_output_tokens: 100\n")
+    bg.configure(path, safety_margin=0.05, discount=0.1, prices={"m": {"input": 0.075, "output": 0.3}})
+    settings = current_settings()
+    assert (settings.safety_margin, settings.assume_output_tokens) == (0.05, 100)
+    book = settings.price_book()
+    assert book.resolve("m").rates.input == Decimal("0.075")  # exactly, not the float's binary value
+    assert book.discount == Decimal("0.1")
+    assert bg.configure(unknown_model="warn", fallback_price={"input": 1, "output": 2}) is None
+
+
+def test_configure_can_lean_on_the_files_fallback_price(tmp_path: Path) -> None:
+    import budgetguard as bg
+
+    path = tmp_path / "bg.yaml"
+    path.write_text("version: 1\ndefaults:\n  fallback_price: {input: 1, output: 2}\n")
+    bg.configure(path, unknown_model="warn")  # the file supplies the price this needs
+
+
+# --- the active configuration: configure() or $BUDGETGUARD_CONFIG ---------------------------------
+
+
+def test_without_configure_the_active_config_is_loaded_once_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from budgetguard._settings import active_config, configure, current_settings
+
+    path = tmp_path / "bg.yaml"
+    path.write_text("version: 1\nbudgets:\n  env: {max_usd: 1}\npricing:\n  aliases: {prod: gpt-4o-mini}\n")
+    monkeypatch.setenv("BUDGETGUARD_CONFIG", str(path))
+    configure(safety_margin=0.2)  # before the file was named: kept when it is loaded
+    monkeypatch.setenv("BUDGETGUARD_CONFIG", str(path))
+    config = active_config()
+    assert list(config.budgets) == ["env"]
+    assert active_config() is config  # loaded once
+    settings = current_settings()
+    assert settings.config is config and settings.safety_margin == 0.2
+    assert settings.price_book().resolve("prod").canonical.startswith("gpt-4o-mini")
+
+
+def test_configure_wins_over_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from budgetguard._settings import active_config, configure
+
+    mine, env = tmp_path / "mine.yaml", tmp_path / "env.yaml"
+    mine.write_text("version: 1\nbudgets:\n  mine: {max_usd: 1}\n")
+    env.write_text("version: 1\nbudgets:\n  env: {max_usd: 1}\n")
+    monkeypatch.setenv("BUDGETGUARD_CONFIG", str(env))
+    configure(mine)
+    assert list(active_config().budgets) == ["mine"]
+
+
+def test_with_neither_the_error_names_configure_and_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    from budgetguard._settings import active_config
+
+    monkeypatch.delenv("BUDGETGUARD_CONFIG", raising=False)
+    with pytest.raises(ConfigError, match=r"budgetguard\.configure\(path\).*\$BUDGETGUARD_CONFIG"):
+        active_config()

@@ -92,11 +92,3 @@ def test_the_prices_command_shows_rates_and_refuses_unknown_models(
     assert line["input_per_1m"] == "1.5" and line["output_per_1m"] == "2"
     assert cli(["prices", "mystery-model"]) == 2
     assert "mystery-model" in capsys.readouterr().err
-
-
-def test_the_demo_runs_against_the_simulator(capsys: pytest.CaptureFixture[str], monkeypatch: Any) -> None:
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    assert cli(["demo"]) == 0
-    out = capsys.readouterr().out
-    assert "Successful Requests: 4" in out
-    assert "BudgetExceeded" in out

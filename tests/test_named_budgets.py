@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -155,3 +156,47 @@ def test_check_command_validates_files(tmp_path: Path, capsys: pytest.CaptureFix
     assert cli(["check", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "bad.yaml:4" in err and "max_usdd" in err and "max_usd" in err
+
+
+# --- $BUDGETGUARD_CONFIG --------------------------------------------------------------------------
+
+
+def test_named_budgets_come_from_the_file_the_environment_names_without_configure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, client: Any
+) -> None:
+    monkeypatch.setenv(
+        "BUDGETGUARD_CONFIG", str(_write_config(tmp_path, f"sqlite:///{tmp_path / 'spend.db'}"))
+    )
+    with bg.Budget.named("daily") as daily:
+        _chat(client)
+    assert daily.max_usd == Decimal("0.50") and daily.usage.requests == 1
+    assert bg.Budget.named("daily") is daily
+
+
+def test_without_configure_or_the_variable_the_error_names_both(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BUDGETGUARD_CONFIG", raising=False)
+    with pytest.raises(bg.ConfigError, match=r"budgetguard\.configure\(path\).*\$BUDGETGUARD_CONFIG"):
+        bg.Budget.named("daily")
+
+
+def test_a_named_budget_configured_process_wide_counts_calls_from_any_thread(
+    tmp_path: Path, client: Any
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    config = tmp_path / "bg.yaml"
+    config.write_text(
+        "version: 1\nbudgets:\n  proc:\n    max_usd: 1\n    process_wide: true\n"
+        "  strict:\n    max_usd: 0.05\n    auto_output_cap: false\n"
+    )
+    bg.configure(config)
+    with bg.Budget.named("proc") as budget, ThreadPoolExecutor(1) as pool:
+        pool.submit(
+            lambda: client.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], max_tokens=5
+            )
+        ).result()
+    assert budget.usage.requests == 1
+    assert bg.Budget.named("proc", process_wide=False) is not budget
+    with bg.Budget.named("strict"), pytest.raises(bg.BudgetExceeded):
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])

@@ -11,13 +11,13 @@ from decimal import Decimal
 import pytest
 
 from budgetguard._ledger import SpendRecord
-from budgetguard._report import render_report
+from budgetguard._report import CALL_ID, render_report
 from budgetguard._usage import Usage
 
 
 def record(
     when: str, cost: str, *, budget: str = "daily", key: str | None = None, model: str = "gpt-4o-mini",
-    estimated: bool = False, reserved: str = "0.01",
+    estimated: bool = False, reserved: str = "0.01", call: str | None = None,
 ) -> SpendRecord:  # fmt: skip
     return SpendRecord(
         time=datetime.fromisoformat(when).replace(tzinfo=UTC).timestamp(),
@@ -29,6 +29,7 @@ def record(
         usage=Usage(prompt_tokens=100, completion_tokens=10, requests=1, cost_usd=Decimal(cost)),
         reserved_usd=Decimal(reserved),
         estimated=estimated,
+        extra={} if call is None else {CALL_ID: call},
     )
 
 
@@ -107,3 +108,77 @@ def test_an_unknown_grouping_or_format_is_refused() -> None:
         render_report(RECORDS, group_by=("user",))
     with pytest.raises(ValueError, match="unknown report format 'xml'"):
         render_report(RECORDS, fmt="xml")  # type: ignore[arg-type]
+
+
+# --- one call charged to several budgets ----------------------------------------------------------
+
+#: Call "a" was charged to both "daily" and "monthly"; call "b" to "daily" only.
+SHARED = [
+    record("2024-06-01T10:00", "0.25", budget="daily", call="a"),
+    record("2024-06-01T10:00", "0.25", budget="monthly", call="a"),
+    record("2024-06-01T11:00", "0.5", budget="daily", call="b"),
+]
+
+
+def test_the_total_counts_a_call_charged_to_two_budgets_once() -> None:
+    data = json.loads(render_report(SHARED, fmt="json"))
+    assert [(r["budget"], r["calls"], r["cost_usd"]) for r in data["rows"]] == [
+        ("daily", 2, "0.75"),
+        ("monthly", 1, "0.25"),
+    ]
+    assert data["total"]["calls"] == 2
+    assert data["total"]["requests"] == 2
+    assert data["total"]["total_tokens"] == 220
+    assert data["total"]["cost_usd"] == "0.75"
+    assert render_report(SHARED).splitlines()[-1].split() == [
+        "TOTAL", "2", "2", "200", "20", "220", "0", "0.02", "0.75",
+    ]  # fmt: skip
+
+
+def test_a_row_spanning_budgets_counts_each_call_once_too() -> None:
+    data = json.loads(render_report(SHARED, group_by=("model",), fmt="json"))
+    assert [(r["model"], r["calls"], r["cost_usd"]) for r in data["rows"]] == [("gpt-4o-mini", 2, "0.75")]
+
+
+def test_records_without_a_call_id_each_count_as_a_call() -> None:
+    old = [
+        record("2024-06-01T10:00", "0.25", budget="daily"),
+        record("2024-06-01T10:00", "0.25", budget="daily"),
+    ]
+    assert json.loads(render_report(old, fmt="json"))["total"]["calls"] == 2
+
+
+# --- cells a spreadsheet would run ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", ['=HYPERLINK("http://x")', "+1+1", "-2+3", "@SUM(A1)"])
+def test_csv_neutralises_cells_a_spreadsheet_would_execute(model: str) -> None:
+    text = render_report([record("2024-06-01T10:00", "1", model=model)], group_by=("model",), fmt="csv")
+    (row,) = csv.DictReader(io.StringIO(text, newline=""))
+    assert row["model"] == "'" + model
+    assert row["cost_usd"] == "1"
+
+
+def test_csv_leaves_ordinary_names_alone() -> None:
+    text = render_report([record("2024-06-01T10:00", "1", model="gpt-4o-mini-2024-07-18")], fmt="csv")
+    (row,) = csv.DictReader(io.StringIO(text))
+    assert row["model"] == "gpt-4o-mini-2024-07-18"
+
+
+def test_control_characters_from_the_server_are_shown_escaped_in_table_and_csv() -> None:
+    records = [
+        record("2024-06-01T10:00", "1", model="evil\x1b[2Jmodel"),
+        record("2024-06-01T10:00", "1", model="\rcmd"),
+    ]
+    table = render_report(records, group_by=("model",))
+    assert "\x1b" not in table and "\r" not in table
+    assert "evil\\x1b[2Jmodel" in table
+    text = render_report(records, group_by=("model",), fmt="csv")
+    assert len(text.splitlines()) == 3  # a header and one line per row
+    assert [row["model"] for row in csv.DictReader(io.StringIO(text))] == ["\\rcmd", "evil\\x1b[2Jmodel"]
+
+
+def test_money_is_plain_decimal_never_an_exponent() -> None:
+    tiny = [record("2024-06-01T10:00", "0.0000006", reserved="0.0000001")]
+    assert "E-" not in render_report(tiny) and "e-" not in render_report(tiny)
+    assert json.loads(render_report(tiny, fmt="json"))["total"]["cost_usd"] == "0.0000006"
