@@ -23,6 +23,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import contextvars
+import logging
 import threading
 import time
 import uuid
@@ -30,7 +31,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from decimal import Decimal
 from typing import Any, Protocol
 
-from budgetguard import _context
+from budgetguard import _context, _events
 from budgetguard._context import Entry
 from budgetguard._errors import (
     BudgetExceeded,
@@ -41,6 +42,7 @@ from budgetguard._errors import (
     UnknownModelError,
     UnknownModelWarning,
 )
+from budgetguard._events import CallRefused, CallSettled
 from budgetguard._ledger import Amount, Hold, Refused, SpendRecord, picos_to_usd
 from budgetguard._policies import (
     LowerOutputCap,
@@ -176,9 +178,11 @@ class Call:
         "owner",
         "plan",
         "priced",
+        "provider",
         "reader",
         "reserved",
         "scopes",
+        "started",
         "state",
         "stream",
         "stream_started",
@@ -191,7 +195,10 @@ class Call:
         entries: tuple[Entry, ...],
         *,
         count_input_tokens: Callable[[], Any] | None = None,
+        provider: str = "openai",
     ) -> None:
+        self.started = time.monotonic()
+        self.provider = provider
         self.endpoint = endpoint
         # Exact mode: asks the server to count input tokens (provider-made; sync or async).
         self.count_input_tokens = count_input_tokens
@@ -352,7 +359,12 @@ class Call:
                 self.output_cap = decision.tokens_per_choice
                 amount = self._amount(decision.tokens_per_choice * choices)
             else:
-                raise self._exceeded(budget, refusal, decision.detail if isinstance(decision, Refuse) else "")
+                exceeded = self._exceeded(
+                    budget, refusal, decision.detail if isinstance(decision, Refuse) else ""
+                )
+                if _events.wanted(logging.WARNING):
+                    _publish_refusal(self, exceeded)
+                raise exceeded
 
     def _try_reserve_all(
         self, amount: Amount, started: float, attempt: int
@@ -654,6 +666,23 @@ class Call:
                 budget.check_alerts()
             except BaseException as exc:
                 errors.append(exc)
+        if _events.wanted(logging.WARNING if over else logging.DEBUG):
+            _events.publish(
+                CallSettled(
+                    self.provider,
+                    self.endpoint,
+                    self.model,
+                    model if model != self.model else None,
+                    usage,
+                    state == ESTIMATED,
+                    tuple(budget.name for budget in self.budgets),
+                    "/".join(scope.name for scope in self.scopes),
+                    self.reserved.usd,
+                    self.reserved.tokens,
+                    over,
+                    time.monotonic() - self.started,
+                )
+            )
         if errors:
             raise errors[0]
         if over:
@@ -719,6 +748,24 @@ def _warn_unpriced(model: str) -> None:
         "{'input': ..., 'output': ...}}) (dollars per million tokens) or map it to a priced model "
         f"with aliases={{{model!r}: 'gpt-4o-mini'}}; a budget with max_usd refuses it until then",
         UnknownModelWarning,
+    )
+
+
+def _publish_refusal(call: Call, exceeded: BudgetExceeded) -> None:
+    _events.publish(
+        CallRefused(
+            call.provider,
+            call.endpoint,
+            call.model,
+            exceeded.budget,
+            exceeded.key,
+            exceeded.limit_kind,
+            exceeded.limit,
+            exceeded.spent,
+            exceeded.reserved,
+            exceeded.requested,
+            exceeded.detail,
+        )
     )
 
 
