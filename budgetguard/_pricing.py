@@ -119,10 +119,12 @@ _RATE_FIELDS: Final = (
     "output",
     "cached_input",
     "cache_write",
+    "cache_write_1h",
     "input_audio",
     "output_audio",
     "input_image",
     "output_image",
+    "web_search",
 )
 _MAPPING_KEYS: Final = (*_RATE_FIELDS, "long_context_threshold", "long_context")
 # ModelRates field -> genai-prices ModelPrice attribute.
@@ -131,10 +133,12 @@ _GENAI_KEYS: Final = {
     "output": "output_mtok",
     "cached_input": "cache_read_mtok",
     "cache_write": "cache_write_mtok",
+    "cache_write_1h": "cache_write_1h_mtok",
     "input_audio": "input_audio_mtok",
     "output_audio": "output_audio_mtok",
     "input_image": "input_image_mtok",
     "output_image": "output_image_mtok",
+    "web_search": "web_searches_kcount",
 }
 
 
@@ -152,10 +156,14 @@ class ModelRates:
     output: Decimal
     cached_input: Decimal | None = None
     cache_write: Decimal | None = None
+    #: Cache writes kept for an hour (Anthropic); None: at ``cache_write``.
+    cache_write_1h: Decimal | None = None
     input_audio: Decimal | None = None
     output_audio: Decimal | None = None
     input_image: Decimal | None = None
     output_image: Decimal | None = None
+    #: USD per 1,000 web searches a server tool ran; None: not priced (free).
+    web_search: Decimal | None = None
     long_context_threshold: int | None = None
     long_context: ModelRates | None = None
 
@@ -279,8 +287,8 @@ class _Tier:
     """Integer rates: USD per token = value * 10**exponent of the owning ``_Entry``."""
 
     __slots__ = (
-        "cache_write", "cached", "input", "input_audio", "input_image",
-        "long", "output", "output_audio", "output_image", "threshold",
+        "cache_write", "cache_write_1h", "cached", "input", "input_audio", "input_image",
+        "long", "output", "output_audio", "output_image", "threshold", "web_search",
     )  # fmt: skip
 
     def __init__(
@@ -290,10 +298,12 @@ class _Tier:
         output: int,
         cached: int,
         cache_write: int,
+        cache_write_1h: int,
         input_audio: int,
         output_audio: int,
         input_image: int,
         output_image: int,
+        web_search: int,
         threshold: int | None,
         long: _Tier | None,
     ) -> None:
@@ -301,6 +311,9 @@ class _Tier:
         self.output = output
         self.cached = cached
         self.cache_write = cache_write
+        self.cache_write_1h = cache_write_1h
+        #: Per search, at the entry's per-token scale.
+        self.web_search = web_search
         self.input_audio = input_audio
         self.output_audio = output_audio
         self.input_image = input_image
@@ -448,12 +461,17 @@ class PriceBook:
         completion = usage.completion_tokens
         cached = usage.cached_tokens
         cache_write = usage.cache_write_tokens
+        cache_write_1h = usage.cache_write_1h_tokens
         audio_in = usage.input_audio_tokens
         image_in = usage.input_image_tokens
         audio_out = usage.output_audio_tokens
         image_out = usage.output_image_tokens
-        # A negative count anywhere makes the bitwise OR negative: one comparison for all eight.
-        if (prompt | completion | cached | cache_write | audio_in | image_in | audio_out | image_out) < 0:
+        searches = usage.web_search_requests
+        # A negative count anywhere makes the bitwise OR negative: one comparison for all ten.
+        if (
+            prompt | completion | cached | cache_write | cache_write_1h | audio_in | image_in | audio_out
+            | image_out | searches
+        ) < 0:  # fmt: skip
             raise ValueError(f"usage has a negative token count: {usage!r}")
         while tier.long is not None and tier.threshold is not None and prompt > tier.threshold:
             tier = tier.long
@@ -462,6 +480,7 @@ class PriceBook:
         rest = prompt - cached
         cache_write = min(cache_write, rest)
         rest -= cache_write
+        cache_write_1h = min(cache_write_1h, cache_write)  # a part of the cache writes
         audio_in = min(audio_in, rest)
         rest -= audio_in
         image_in = min(image_in, rest)
@@ -473,12 +492,14 @@ class PriceBook:
         total = (
             rest * tier.input
             + cached * tier.cached
-            + cache_write * tier.cache_write
+            + (cache_write - cache_write_1h) * tier.cache_write
+            + cache_write_1h * tier.cache_write_1h
             + audio_in * tier.input_audio
             + image_in * tier.input_image
             + rest_out * tier.output
             + audio_out * tier.output_audio
             + image_out * tier.output_image
+            + searches * tier.web_search
         )
         return _money(total, entry.exponent)
 
@@ -551,7 +572,7 @@ class PriceBook:
             raise UnknownModelError(entry.model, entry.hint)
         while tier.long is not None and tier.threshold is not None and prompt_tokens > tier.threshold:
             tier = tier.long
-        input_max = max(tier.input, tier.cache_write)
+        input_max = max(tier.input, tier.cache_write, tier.cache_write_1h)
         output_max = tier.output
         if audio:
             input_max = max(input_max, tier.input_audio)
@@ -878,10 +899,15 @@ def _compile(rates: ModelRates) -> tuple[_Tier, int]:
             output=at(level.output, level.output),
             cached=at(level.cached_input, level.input),
             cache_write=at(level.cache_write, level.input),
+            cache_write_1h=at(
+                level.cache_write_1h, level.cache_write if level.cache_write is not None else level.input
+            ),
             input_audio=at(level.input_audio, level.input),
             output_audio=at(level.output_audio, level.output),
             input_image=at(level.input_image, level.input),
             output_image=at(level.output_image, level.output),
+            # Rates are per 1M tokens; this one per 1,000 searches: 1,000x per search at that scale.
+            web_search=at(level.web_search, _ZERO) * 1000,
             threshold=level.long_context_threshold,
             long=None if level.long_context is None else build(level.long_context),
         )

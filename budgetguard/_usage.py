@@ -39,6 +39,10 @@ class Usage:
     output_audio_tokens: int = 0
     input_image_tokens: int = 0
     output_image_tokens: int = 0
+    #: The part of ``cache_write_tokens`` cached for an hour (Anthropic bills it apart).
+    cache_write_1h_tokens: int = 0
+    #: Web searches run by a server-side tool (billed per search, not per token).
+    web_search_requests: int = 0
     requests: int = 0
     cost_usd: Decimal = _ZERO
     #: Number of requests whose usage had to be estimated (server reported none, stream cut).
@@ -77,6 +81,8 @@ class Usage:
             self.output_audio_tokens + other.output_audio_tokens,
             self.input_image_tokens + other.input_image_tokens,
             self.output_image_tokens + other.output_image_tokens,
+            self.cache_write_1h_tokens + other.cache_write_1h_tokens,
+            self.web_search_requests + other.web_search_requests,
             self.requests + other.requests,
             self.cost_usd + other.cost_usd,
             self.estimated_requests + other.estimated_requests,
@@ -97,6 +103,8 @@ class Usage:
             self.output_audio_tokens - other.output_audio_tokens,
             self.input_image_tokens - other.input_image_tokens,
             self.output_image_tokens - other.output_image_tokens,
+            self.cache_write_1h_tokens - other.cache_write_1h_tokens,
+            self.web_search_requests - other.web_search_requests,
             self.requests - other.requests,
             self.cost_usd - other.cost_usd,
             self.estimated_requests - other.estimated_requests,
@@ -122,6 +130,8 @@ class Usage:
             self.output_audio_tokens,
             self.input_image_tokens,
             self.output_image_tokens,
+            self.cache_write_1h_tokens,
+            self.web_search_requests,
             self.requests,
             cost_usd,
             self.estimated_requests,
@@ -205,15 +215,29 @@ class UsageTotal:
     """
 
     __slots__ = (
-        "cache_write_tokens", "cached_tokens", "completion_tokens", "cost_usd", "estimated_requests",
-        "input_audio_tokens", "input_image_tokens", "output_audio_tokens", "output_image_tokens",
-        "prompt_tokens", "reasoning_tokens", "requests", "unpriced_models", "unpriced_requests",
+        "cache_write_1h_tokens",
+        "cache_write_tokens",
+        "cached_tokens",
+        "completion_tokens",
+        "cost_usd",
+        "estimated_requests",
+        "input_audio_tokens",
+        "input_image_tokens",
+        "output_audio_tokens",
+        "output_image_tokens",
+        "prompt_tokens",
+        "reasoning_tokens",
+        "requests",
+        "unpriced_models",
+        "unpriced_requests",
+        "web_search_requests",
     )  # fmt: skip
 
     def __init__(self) -> None:
         self.prompt_tokens = self.completion_tokens = self.cached_tokens = self.cache_write_tokens = 0
         self.reasoning_tokens = self.input_audio_tokens = self.output_audio_tokens = 0
         self.input_image_tokens = self.output_image_tokens = self.requests = self.estimated_requests = 0
+        self.cache_write_1h_tokens = self.web_search_requests = 0
         self.cost_usd = _ZERO
         self.unpriced_requests = 0
         self.unpriced_models: set[str] = set()
@@ -228,6 +252,8 @@ class UsageTotal:
         self.output_audio_tokens += usage.output_audio_tokens
         self.input_image_tokens += usage.input_image_tokens
         self.output_image_tokens += usage.output_image_tokens
+        self.cache_write_1h_tokens += usage.cache_write_1h_tokens
+        self.web_search_requests += usage.web_search_requests
         self.requests += usage.requests
         self.cost_usd += usage.cost_usd
         self.estimated_requests += usage.estimated_requests
@@ -246,6 +272,8 @@ class UsageTotal:
             self.output_audio_tokens,
             self.input_image_tokens,
             self.output_image_tokens,
+            self.cache_write_1h_tokens,
+            self.web_search_requests,
             self.requests,
             self.cost_usd,
             self.estimated_requests,
@@ -270,6 +298,8 @@ class TokenCounts(NamedTuple):
     output_audio_tokens: int = 0
     input_image_tokens: int = 0
     output_image_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    web_search_requests: int = 0
 
     @classmethod
     def from_openai(cls, raw: Mapping[str, Any]) -> TokenCounts:
@@ -318,6 +348,39 @@ class TokenCounts(NamedTuple):
             output_audio,
             input_image,
             output_image,
+        )
+
+    @classmethod
+    def from_anthropic(cls, raw: Mapping[str, Any]) -> TokenCounts:
+        """The counts of an Anthropic Messages ``usage`` object.
+
+        Anthropic's ``input_tokens`` excludes cached and cache-write tokens: the prompt is the
+        three together. Thinking tokens are part of ``output_tokens`` (billed as output).
+        """
+        if type(raw) is not dict and not isinstance(raw, Mapping):
+            raise UsageFormatError(f"usage must be an object, got {type(raw).__name__}")
+        fresh = _int_field(raw, "input_tokens")
+        output = _int_field(raw, "output_tokens")
+        if fresh is None and output is None:
+            raise UsageFormatError("usage has neither input_tokens nor output_tokens")
+        cache_write = _int_field(raw, "cache_creation_input_tokens") or 0
+        cache_read = _int_field(raw, "cache_read_input_tokens") or 0
+        split = _details(raw, "cache_creation", "cache_creation")
+        one_hour = (_int_field(split, "ephemeral_1h_input_tokens") or 0) if split else 0
+        if one_hour > cache_write:
+            raise UsageFormatError(
+                f"usage reports {one_hour} one-hour cache-write tokens of {cache_write} cache-write tokens"
+            )
+        tools = _details(raw, "server_tool_use", "server_tool_use")
+        searches = (_int_field(tools, "web_search_requests") or 0) if tools else 0
+        prompt = (fresh or 0) + cache_write + cache_read
+        return cls(
+            prompt,
+            output or 0,
+            cached_tokens=cache_read,
+            cache_write_tokens=cache_write,
+            cache_write_1h_tokens=one_hour,
+            web_search_requests=searches,
         )
 
 

@@ -32,6 +32,7 @@ FULL_USAGE = {
 def test_token_counts_are_the_token_fields_of_usage_in_order() -> None:
     names = tuple(f.name for f in fields(Usage))
     assert TokenCounts._fields == names[: len(TokenCounts._fields)]
+    assert "web_search_requests" in TokenCounts._fields
     assert names[len(TokenCounts._fields) :] == (
         "requests",
         "cost_usd",
@@ -53,7 +54,15 @@ def test_a_request_priced_from_its_counts_equals_its_usage_priced() -> None:
 
 def test_a_running_total_equals_the_sum_of_the_usages_added() -> None:
     usages = [
-        Usage(i, 2 * i, i // 2, i // 5, i // 3, 1, 2, 3, 4, 1, D(i) / 10**9, i % 2) for i in range(1, 60)
+        Usage(
+            *TokenCounts(i, 2 * i, i // 2, i // 5, i // 3, 1, 2, 3, 4, i // 7, i % 3),
+            requests=1,
+            cost_usd=D(i) / 10**9,
+            estimated_requests=i % 2,
+            unpriced_requests=int(i % 5 == 0),
+            unpriced_models=frozenset({f"m{i % 3}"}) if i % 5 == 0 else frozenset(),
+        )
+        for i in range(1, 60)
     ]
     total = UsageTotal()
     assert total.value() == Usage()

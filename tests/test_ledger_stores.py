@@ -152,7 +152,8 @@ def test_sqlite_upgrades_a_version_1_ledger_and_keeps_its_records(tmp_path: Path
     ledger.settle(_granted(ledger.reserve("b", CENT, DOLLAR, DAY)), CENT, record("gpt-4o", Usage(requests=1)))
     ledger.close()
     with sqlite3.connect(tmp_path / "l.db") as conn:  # as budgetguard 0.1 wrote it
-        conn.execute("ALTER TABLE records DROP COLUMN unpriced_requests")
+        for column in ("unpriced_requests", "cache_write_1h_tokens", "web_search_requests"):
+            conn.execute(f"ALTER TABLE records DROP COLUMN {column}")
         conn.execute("PRAGMA user_version = 1")
     ledger = SQLiteLedger(tmp_path / "l.db")
     unpriced = Usage(requests=1, unpriced_requests=1, unpriced_models=frozenset({"local"}))
@@ -162,7 +163,7 @@ def test_sqlite_upgrades_a_version_1_ledger_and_keeps_its_records(tmp_path: Path
     assert new.usage == unpriced
     ledger.close()
     with sqlite3.connect(tmp_path / "l.db") as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
 
 
 def test_sqlite_refuses_a_ledger_from_a_newer_budgetguard(tmp_path: Path) -> None:

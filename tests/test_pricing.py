@@ -672,3 +672,37 @@ def test_a_dated_genai_prices_change_takes_effect_on_its_day_without_a_new_book(
     assert book.cost(ONE_M, "o3") == D("50")
     clock[0] = datetime(2025, 6, 10, 0, 1, tzinfo=UTC)
     assert book.cost(ONE_M, "o3") == D("10")
+
+
+def test_anthropic_one_hour_cache_writes_and_web_searches_are_priced_at_their_own_rates() -> None:
+    book = PriceBook()
+    usage = Usage(
+        prompt_tokens=10_000 + 3_000 + 20_000,  # below the 200k long-context threshold
+        completion_tokens=1_000,
+        cached_tokens=20_000,
+        cache_write_tokens=3_000,
+        cache_write_1h_tokens=2_000,
+        web_search_requests=4,
+    )
+    # claude-sonnet-4-5 list prices per 1M tokens: input $3, output $15, cache read $0.30,
+    # cache write (5 min) $3.75, cache write (1 h) $6; web search $10 per 1,000.
+    expected = (
+        Decimal(3) * Decimal("0.01")
+        + Decimal("15") * Decimal("0.001")
+        + Decimal("0.3") * Decimal("0.02")
+        + Decimal("3.75") * Decimal("0.001")
+        + Decimal(6) * Decimal("0.002")
+        + Decimal(10) * 4 / 1000
+    )
+    assert book.cost(usage, "anthropic/claude-sonnet-4-5") == expected
+
+
+def test_overrides_price_one_hour_cache_writes_and_web_searches() -> None:
+    rates = ModelRates(
+        input=Decimal(1), output=Decimal(2), cache_write=Decimal("1.25"), web_search=Decimal(5)
+    )
+    book = PriceBook(overrides={"m": rates})
+    usage = Usage(prompt_tokens=1_000_000, cache_write_tokens=1_000_000, cache_write_1h_tokens=400_000,
+                  web_search_requests=1000)  # fmt: skip
+    # No cache_write_1h rate: one-hour writes cost what other cache writes cost.
+    assert book.cost(usage, "m") == Decimal("1.25") + Decimal(5)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import budgetguard as bg
-from budgetguard._usage import UsageFormatError
+from budgetguard._usage import TokenCounts, UsageFormatError
 from budgetguard.testing import Reply, Simulator
 
 
@@ -139,3 +139,41 @@ def test_unpriced_models_are_the_union_of_the_usages_added() -> None:
     total = a + b + bg.Usage(prompt_tokens=1, requests=1, cost_usd=Decimal("0.1"))
     assert (total.requests, total.unpriced_requests, total.unpriced_models) == (3, 2, {"a", "b"})
     assert str(total).splitlines()[-1] == "Unpriced Requests: 2 (no price for a, b; not in the cost above)"
+
+
+def test_anthropic_usage_counts_cache_reads_and_writes_as_part_of_the_prompt() -> None:
+    counts = TokenCounts.from_anthropic(
+        {
+            "input_tokens": 100,
+            "output_tokens": 40,
+            "cache_creation_input_tokens": 300,
+            "cache_read_input_tokens": 2000,
+            "cache_creation": {"ephemeral_5m_input_tokens": 100, "ephemeral_1h_input_tokens": 200},
+            "server_tool_use": {"web_search_requests": 2},
+        }
+    )
+    assert counts == TokenCounts(
+        prompt_tokens=2400,
+        completion_tokens=40,
+        cached_tokens=2000,
+        cache_write_tokens=300,
+        cache_write_1h_tokens=200,
+        web_search_requests=2,
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        ({}, "neither input_tokens nor output_tokens"),
+        ({"input_tokens": -1, "output_tokens": 1}, "input_tokens"),
+        (
+            {"input_tokens": 1, "output_tokens": 1, "cache_creation_input_tokens": 5,
+             "cache_creation": {"ephemeral_1h_input_tokens": 9}},
+            "one-hour",
+        ),
+    ],
+)  # fmt: skip
+def test_malformed_anthropic_usage_is_named(raw: dict[str, Any], problem: str) -> None:
+    with pytest.raises(UsageFormatError, match=problem):
+        TokenCounts.from_anthropic(raw)

@@ -33,7 +33,10 @@ from budgetguard._ledger._base import (
     DONE_GRACE,
     Amount,
     Hold,
+    LeaseGrant,
+    LeaseRenewal,
     Ledger,
+    LimitKind,
     Limits,
     Refused,
     Snapshot,
@@ -45,12 +48,17 @@ from budgetguard._ledger._codec import RECORD_FIELDS, USAGE_INT_FIELDS, record_f
 
 __all__ = ["SCHEMA_VERSION", "SQLiteLedger"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # Upgrades from each older version: statements run in one transaction, in order.
 _UPGRADES: dict[int, tuple[str, ...]] = {
     1: ("ALTER TABLE records ADD COLUMN unpriced_requests INTEGER NOT NULL DEFAULT 0",),
+    2: (
+        "ALTER TABLE records ADD COLUMN cache_write_1h_tokens INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE records ADD COLUMN web_search_requests INTEGER NOT NULL DEFAULT 0",
+    ),
 }
 _PURGE_EVERY = 5.0  # seconds between deletions of expired rows
+_KINDS: tuple[LimitKind, ...] = ("usd", "tokens", "requests")
 _TOTAL = ""  # the counters row of a budget's all-time spend has this window key
 
 _SCHEMA = f"""
@@ -133,6 +141,7 @@ class SQLiteLedger(Ledger):
     schemes = ("sqlite",)
     uri_examples = ("sqlite:///relative/path.db", "sqlite:////absolute/path.db")
     uri_options = frozenset({"busy_timeout"})
+    supports_leases = True
 
     @classmethod
     def check_uri(cls, uri: str) -> str:
@@ -397,6 +406,89 @@ class SQLiteLedger(Ledger):
             ]
         )
         conn.execute(_INSERT_RECORD, values)
+
+    def renew_lease(self, renewal: LeaseRenewal) -> LeaseGrant:
+        """The lease protocol's round trip (see ``LeaseRenewal``) in one transaction."""
+        budget, window, limits = renewal.budget, renewal.window, renewal.limits
+        with self._transaction("lease") as conn:
+            now = self.clock()
+            self._purge(conn, now)
+            again = conn.execute(
+                "SELECT picos, tokens, requests FROM holds WHERE id = ?", (renewal.new_id,)
+            ).fetchone()
+            if again is not None:
+                return LeaseGrant(Amount(int(again[0]), int(again[1]), int(again[2])), applied=False)
+            if conn.execute("SELECT 1 FROM finished WHERE id = ?", (renewal.new_id,)).fetchone():
+                return LeaseGrant(Amount(), applied=False)
+            old: Amount | None = None
+            if renewal.old_id:
+                row = conn.execute(
+                    "SELECT picos, tokens, requests FROM holds WHERE id = ? AND until > ?",
+                    (renewal.old_id, now),
+                ).fetchone()
+                old = None if row is None else Amount(int(row[0]), int(row[1]), int(row[2]))
+                self._finish(conn, Hold(renewal.old_id, budget, Amount(), 0.0), now)
+            flushed = Amount()
+            for bucket, amount in renewal.flush:
+                flushed = flushed + amount
+                if (
+                    bucket is not None
+                    and window is not None
+                    and self._add(conn, budget, window.key, bucket, amount)
+                ):
+                    conn.execute(
+                        "DELETE FROM counters WHERE budget = ? AND window_key = ? AND bucket < ?",
+                        (budget, window.key, window.buckets(now).start),
+                    )
+            if flushed != Amount():
+                self._add(conn, budget, _TOTAL, 0, flushed)
+            for record, amount in renewal.records:
+                self._insert_record(conn, budget, amount, record, record.time)
+            keep, carry, want, target = renewal.keep, renewal.carry, renewal.want, renewal.target
+            credit = [
+                max(0, min(carry.get(kind), old.get(kind) - keep.get(kind))) if old is not None else 0
+                for kind in _KINDS
+            ]
+            reserved = self._reserved(conn, budget, now)
+            spent = self._spent(conn, budget, window, now) if not limits.unlimited else Amount()
+            refused: Refused | None = None
+            extra = [0, 0, 0]
+            for d, kind in enumerate(_KINDS):
+                need = max(0, want.get(kind) - credit[d])
+                top = max(need, target.get(kind) - credit[d])
+                cap = limits.get(kind)
+                if cap is None:
+                    extra[d] = top
+                    continue
+                room = cap - spent.get(kind) - reserved.get(kind) - keep.get(kind) - credit[d]
+                if need > 0 and need > room:
+                    if refused is None:
+                        refused = Refused(kind, cap, spent, reserved, want)
+                else:
+                    extra[d] = max(need, min(top, max(room, 0)))
+            if refused is not None:
+                extra = [0, 0, 0]
+            lease = Amount(*(keep.get(kind) + credit[d] + extra[d] for d, kind in enumerate(_KINDS)))
+            if lease == Amount():
+                conn.execute(
+                    "INSERT OR IGNORE INTO finished (id, until) VALUES (?, ?)",
+                    (renewal.new_id, now + DONE_GRACE),
+                )
+            else:
+                conn.execute(
+                    "INSERT INTO holds (id, budget, picos, tokens, requests, until, owner) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        renewal.new_id,
+                        budget,
+                        lease.picos,
+                        lease.tokens,
+                        lease.requests,
+                        renewal.expires_at,
+                        f"{self._host}:{os.getpid()}",
+                    ),
+                )
+            return LeaseGrant(lease, refused)
 
     def release(self, hold: Hold) -> None:
         with self._transaction("release") as conn:
