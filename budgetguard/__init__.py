@@ -56,8 +56,7 @@ from budgetguard._policies import (
     WaitThen,
     Warn,
 )
-from budgetguard._providers import openai as _openai_hooks  # noqa: F401 - installs on first scope
-from budgetguard._providers import unmetered as _unmetered_sdks  # noqa: F401 - warns for other SDKs
+from budgetguard._providers import instrument, uninstrument
 from budgetguard._scopes import (
     Budget,
     ScopedThreadPoolExecutor,
@@ -146,8 +145,6 @@ _LAZY = {
     "estimate_request": "budgetguard._preflight",
     "ModelRates": "budgetguard._pricing",
     "PriceBook": "budgetguard._pricing",
-    "instrument": "budgetguard._providers.openai",
-    "uninstrument": "budgetguard._providers.openai",
     "retry": "budgetguard._retry",
 }
 

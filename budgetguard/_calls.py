@@ -172,6 +172,7 @@ class Call:
         "entries",
         "finishing",
         "holds",
+        "known_input",
         "leftover",
         "model",
         "output_cap",
@@ -186,6 +187,7 @@ class Call:
         "state",
         "stream",
         "stream_started",
+        "wire_state",
     )  # fmt: skip
 
     def __init__(
@@ -235,6 +237,9 @@ class Call:
         self.leftover: StreamReader | None = None
         self._text: list[str] = []
         self._last_usage: tuple[TokenCounts, str | None, str | None] | None = None
+        self.known_input: TokenCounts | None = None
+        #: Scratch state of the provider that reads this call's responses (running usage).
+        self.wire_state: Any = None
         self._server_count: int | None = None
 
     def __repr__(self) -> str:
@@ -493,6 +498,11 @@ class Call:
         else:
             self.settle(counts, model, service_tier)
 
+    def saw_input_usage(self, counts: TokenCounts) -> None:
+        """The server reported the input side before the output (a stream's first event): a
+        call cut short is charged this input, not the estimate's."""
+        self.known_input = counts
+
     def saw_text(self, text: str) -> None:
         """Visible output, kept only to estimate a call whose usage never comes."""
         self._text.append(text)
@@ -588,7 +598,11 @@ class Call:
             how = f"at its reserved output (the model may bill hidden reasoning tokens): {reason}"
         else:
             completion, how = seen, f"from its estimate: {reason}"
-        self._finish_estimated(plan.tokens.prompt_tokens_upper, completion, how)
+        known = self.known_input
+        if known is not None:  # the server already reported the input (Anthropic's message_start)
+            self._finish_estimated(known.prompt_tokens, completion, how, known)
+        else:
+            self._finish_estimated(plan.tokens.prompt_tokens_upper, completion, how)
 
     def settle_worst_case(self, reason: str) -> None:
         """Charge a billed call whose usage will never be seen at its reserved worst case."""
@@ -601,8 +615,14 @@ class Call:
             prompt, completion = self.reserved.tokens, 0
         self._finish_estimated(prompt, completion, f"at its worst case: {reason}")
 
-    def _finish_estimated(self, prompt: int, completion: int, how: str) -> None:
-        counts = TokenCounts(prompt, completion)
+    def _finish_estimated(
+        self, prompt: int, completion: int, how: str, input_counts: TokenCounts | None = None
+    ) -> None:
+        counts = (
+            TokenCounts(prompt, completion)
+            if input_counts is None
+            else input_counts._replace(completion_tokens=completion)
+        )
         try:
             usage = Usage.of_request(counts, self.book.cost(counts, self.model), estimated=True)
         except UnknownModelError:  # no model (a stored prompt) or one let through unpriced
@@ -783,7 +803,7 @@ def _roll_back(holds: list[tuple[Budget, Hold]]) -> BaseException | None:
 def _cap_field(endpoint: str, body: Mapping[str, Any]) -> str:
     if endpoint == "responses":
         return "max_output_tokens"
-    if endpoint == "completions":
+    if endpoint in ("completions", "anthropic.messages"):
         return "max_tokens"
     # Chat: keep the field the caller used; otherwise the current one (o-series reject max_tokens).
     return (

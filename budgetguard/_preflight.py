@@ -314,6 +314,10 @@ def may_hide_output(model: str, body: Mapping[str, Any]) -> bool:
     if "reasoning" in body or "reasoning_effort" in body:
         return True
     name = model.lower().rsplit("/", 1)[-1].removeprefix("ft:")
+    if name.startswith("claude"):
+        # Extended thinking bills the full thinking; a stream shows at most a summary of it.
+        thinking = body.get("thinking")
+        return isinstance(thinking, Mapping) and thinking.get("type") in ("enabled", "adaptive")
     if name.startswith(_REASONING_PREFIXES):
         return not name.startswith("gpt-5-chat")  # the chat variant does not reason
     return not any(name.startswith(prefix) for prefix, _ in _MAX_OUTPUT)

@@ -135,34 +135,36 @@ def test_keyed_named_budgets_do_not_keep_an_object_per_key(tmp_path: Path, clien
 
 @pytest.mark.parametrize("imported", ["before the first scope", "after the first scope"])
 def test_a_call_through_an_sdk_budgetguard_does_not_meter_warns_inside_a_capped_budget(
-    imported: str,
+    imported: str, tmp_path: Path
 ) -> None:
-    pytest.importorskip("anthropic")
+    # A stand-in for groq's generated client: the same base-client layout as openai's.
+    package = tmp_path / "groq"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "_base_client.py").write_text(
+        "class SyncAPIClient:\n    def request(self, *args, **kwargs):\n        return 'sent'\n"
+        "class AsyncAPIClient:\n    async def request(self, *args, **kwargs):\n        return 'sent'\n"
+    )
     early = imported == "before the first scope"
     script = textwrap.dedent(
         f"""
-        import warnings
-        {"import anthropic" if early else ""}
+        import sys, warnings
+        sys.path.insert(0, {str(tmp_path)!r})
+        {"import groq._base_client" if early else ""}
         import budgetguard as bg
-        from budgetguard.testing import Simulator
 
         with bg.track_usage():
             pass  # the first scope: hooks go in
-        import anthropic
+        import groq._base_client
 
         warnings.simplefilter("always")
-        with Simulator() as sim, warnings.catch_warnings(record=True) as caught:
-            client = anthropic.Anthropic(base_url=sim.base_url, api_key="sim", max_retries=0)
+        with warnings.catch_warnings(record=True) as caught:
+            with bg.track_usage():  # not capped: nothing to say
+                groq._base_client.SyncAPIClient().request()
             for _ in range(2):
                 with bg.Budget(max_usd=1, name="capped"):
-                    try:
-                        client.messages.create(
-                            model="claude-sonnet-4-5", max_tokens=5,
-                            messages=[{{"role": "user", "content": "hi"}}],
-                        )
-                    except anthropic.APIError:
-                        pass  # the simulator speaks only the OpenAI API
-        notes = [str(w.message) for w in caught if "does not meter the anthropic SDK" in str(w.message)]
+                    assert groq._base_client.SyncAPIClient().request() == "sent"
+        notes = [str(w.message) for w in caught if "does not meter the groq SDK" in str(w.message)]
         print(len(notes), "capped" in notes[0])
         """
     )

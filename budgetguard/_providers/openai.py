@@ -23,7 +23,7 @@ from budgetguard._scopes import Budget
 from budgetguard._usage import TokenCounts, UsageFormatError
 from budgetguard._warnings import warn
 
-__all__ = ["endpoint_of", "instrument", "instrumented", "uninstrument"]
+__all__ = ["endpoint_of", "instrument", "instrumented", "uninstall"]
 
 
 def endpoint_of(method: str, url: str) -> str | None:
@@ -129,11 +129,8 @@ def instrument() -> None:
     _hooks.install()
 
 
-def uninstrument() -> None:
-    """Remove the hooks and restore the SDK exactly as it was (entering a scope installs them
-    again)."""
+def uninstall() -> None:
     _hooks.uninstall()
-    _context.uninstalled()
 
 
 _context.on_first_scope(instrument)

@@ -1,4 +1,4 @@
-"""SDKs budgetguard does not meter yet: say so when they are called inside a capped budget.
+"""SDKs budgetguard does not meter: say so when they are called inside a capped budget.
 
 A call through such an SDK inside ``Budget(max_usd=...)`` is sent and billed, and the budget
 does not see it. These SDKs are built on the same generated client as openai, so a warn-only
@@ -10,22 +10,20 @@ already was), so budgetguard never imports an SDK the program does not use.
 from __future__ import annotations
 
 import functools
-import importlib.abc
-import importlib.machinery
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
 from budgetguard import _context
 from budgetguard._errors import BudgetGuardWarning
+from budgetguard._providers._imports import when_imported
 from budgetguard._scopes import Budget
 from budgetguard._warnings import warn
 
 __all__ = ["UNMETERED_SDKS", "watch"]
 
 #: SDK name -> the module holding its generated base client.
-UNMETERED_SDKS = {"anthropic": "anthropic._base_client", "groq": "groq._base_client"}
+UNMETERED_SDKS = {"groq": "groq._base_client"}
 _warned: set[str] = set()
 _patched: set[str] = set()
 
@@ -39,7 +37,7 @@ def _warn_if_capped(sdk: str) -> None:
         _warned.add(sdk)
         warn(
             f"budgetguard does not meter the {sdk} SDK: this call is sent, billed and not counted "
-            f"against budget {capped[-1]!r} (only the openai SDK and libraries built on it are)",
+            f"against budget {capped[-1]!r} (the openai and anthropic SDKs and libraries on them are)",
             BudgetGuardWarning,
         )
 
@@ -76,49 +74,10 @@ def _warning_wrapper(sdk: str, original: Callable[..., Any], is_async: bool) -> 
     return request
 
 
-class _PatchAfterImport(importlib.abc.MetaPathFinder):
-    """Finds nothing itself: wraps the real loader of a watched module to patch it once run."""
-
-    def find_spec(
-        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
-    ) -> importlib.machinery.ModuleSpec | None:
-        sdk = next((name for name, module in UNMETERED_SDKS.items() if module == fullname), None)
-        if sdk is None or sdk in _patched:
-            return None
-        for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, "find_spec"):
-                continue
-            spec = finder.find_spec(fullname, path, target)
-            if spec is not None and spec.loader is not None:
-                spec.loader = _PatchingLoader(spec.loader, sdk)
-                return spec
-        return None
-
-
-class _PatchingLoader(importlib.abc.Loader):
-    def __init__(self, loader: importlib.abc.Loader, sdk: str) -> None:
-        self._loader = loader
-        self._sdk = sdk
-
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
-        return self._loader.create_module(spec)
-
-    def exec_module(self, module: ModuleType) -> None:
-        self._loader.exec_module(module)
-        _patch(self._sdk, module)
-
-
-_finder = _PatchAfterImport()
-
-
 def watch() -> None:
-    """Patch the watched SDKs already imported; patch the others when they are (idempotent)."""
+    """Patch the watched SDKs now if imported, else when they are (idempotent)."""
     for sdk, module_name in UNMETERED_SDKS.items():
-        module = sys.modules.get(module_name)
-        if module is not None:
-            _patch(sdk, module)
-    if _finder not in sys.meta_path:
-        sys.meta_path.insert(0, _finder)
+        when_imported(module_name, functools.partial(_patch, sdk))
 
 
 _context.on_first_scope(watch)
