@@ -140,6 +140,19 @@ def input_token_counter(client: Any, body: Mapping[str, Any]) -> Callable[[], An
     return count_input
 
 
+def _server_counter(endpoint: str, client: Any, body: Mapping[str, Any]) -> Callable[[], Any] | None:
+    """Exact mode's counter for ``endpoint`` on ``client``, if it has one."""
+    if client is None:
+        return None
+    if endpoint == "responses":
+        return input_token_counter(client, body)
+    if endpoint == "anthropic.messages":
+        from budgetguard._estimate._anthropic import messages_token_counter
+
+        return messages_token_counter(client, body)
+    return None
+
+
 def counted_tokens(result: Any) -> int:
     """The token count in the server's answer to :func:`input_token_counter`."""
     return int(result.input_tokens)
@@ -261,9 +274,7 @@ def estimate_request(
         body,
         assume_output_tokens=assume_output_tokens,
         safety_margin=safety_margin,
-        count_input_tokens=None
-        if client is None or endpoint != "responses"
-        else input_token_counter(client, body),
+        count_input_tokens=_server_counter(endpoint, client, body),
         server_prompt_tokens=server_prompt_tokens,
     )
     tokens = plan.tokens
@@ -326,7 +337,8 @@ def may_hide_output(model: str, body: Mapping[str, Any]) -> bool:
 def requested_tier(body: Mapping[str, Any]) -> str | None:
     """The service tier a request asks for (priority costs more; reserve at its price)."""
     tier = body.get("service_tier")
-    return tier if isinstance(tier, str) and tier not in ("auto", "default") else None
+    # "standard_only" is Anthropic's way of asking for the standard tier.
+    return tier if isinstance(tier, str) and tier not in ("auto", "default", "standard_only") else None
 
 
 def uses_audio(body: Mapping[str, Any]) -> bool:

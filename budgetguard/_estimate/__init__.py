@@ -22,6 +22,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from budgetguard._errors import EstimateError
+from budgetguard._estimate._anthropic import ENDPOINT as ANTHROPIC_MESSAGES
+from budgetguard._estimate._anthropic import count_anthropic
 from budgetguard._estimate._body import json_type, opt_int
 from budgetguard._estimate._chat import count_chat
 from budgetguard._estimate._fields import BODY_FIELDS
@@ -68,7 +70,11 @@ def count_request(
     """
     found = _COUNTERS.get(endpoint)
     if found is None:
-        raise EstimateError(f"unknown endpoint {endpoint!r}: expected one of {', '.join(ENDPOINTS)}")
+        if endpoint == ANTHROPIC_MESSAGES:  # an upper bound: Anthropic publishes no tokenizer
+            return count_anthropic(body, safety_margin, DEFAULT_SAFETY_MARGIN)
+        raise EstimateError(
+            f"unknown endpoint {endpoint!r}: expected one of {', '.join(ENDPOINTS)}, {ANTHROPIC_MESSAGES}"
+        )
     if type(body) is not dict and not isinstance(body, Mapping):  # dict first: the usual case
         raise EstimateError(f"{endpoint} body: expected a JSON object, got {json_type(body)}")
     counter, known = found
@@ -91,8 +97,12 @@ def count_request(
     if not known.issuperset(body):  # one set lookup per key (issuperset beats keys() <= here)
         unknown_fields(body, known, "", profile, tally)
     prompt = tally.tokens
-    # Rounded first so float noise (100 * 1.05 = 105.00000000000001) cannot add a token.
-    upper = math.ceil(round(prompt * (1 + margin), 6)) + math.ceil(round(margin * _FIXED_HEADROOM, 6))
+    headroom = _HEADROOM.get(margin)
+    if headroom is None:
+        headroom = _ceil6(margin * _FIXED_HEADROOM)
+        if len(_HEADROOM) < 64:  # margins come from callers: keep this small
+            _HEADROOM[margin] = headroom
+    upper = _ceil6(prompt * (1 + margin)) + headroom
     # Positional (in field order): keyword arguments cost more, and this runs on every call.
     return TokenEstimate(
         endpoint,
@@ -104,6 +114,19 @@ def count_request(
         tuple(tally.reasons),
         tally.image_tokens,
     )
+
+
+def _ceil6(value: float) -> int:
+    """``ceil(round(value, 6))``: rounded first so float noise (100 * 1.05 = 105.00000000000001)
+    cannot add a token. ``round`` formats the float in decimal (costly, and on every call), so
+    only values within 1e-5 above a whole number, the only ones it can change, take it."""
+    fraction = value - math.floor(value)
+    if fraction == 0 or fraction > 1e-5:
+        return math.ceil(value)
+    return math.ceil(round(value, 6))
+
+
+_HEADROOM: dict[float, int] = {}
 
 
 def count_text(model: str, text: str) -> int:

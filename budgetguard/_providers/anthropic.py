@@ -24,6 +24,7 @@ from typing import Any
 from budgetguard import _context
 from budgetguard._calls import Call
 from budgetguard._errors import BudgetGuardWarning
+from budgetguard._estimate._anthropic import messages_token_counter
 from budgetguard._providers._generated import Hooks, Wire, json_body
 from budgetguard._providers._imports import when_imported
 from budgetguard._scopes import Budget
@@ -33,8 +34,6 @@ from budgetguard._warnings import warn
 __all__ = ["ENDPOINT", "endpoint_of", "install", "uninstall"]
 
 ENDPOINT = "anthropic.messages"
-# The fields messages.count_tokens accepts (a subset of a Messages request).
-_COUNT_FIELDS = ("messages", "model", "system", "tool_choice", "tools", "thinking", "mcp_servers")
 
 
 def endpoint_of(method: str, url: str) -> str | None:
@@ -58,9 +57,8 @@ class AnthropicWire(Wire):
         body = json_body(options)
         if body is None:
             return None
-        return Call(
-            ENDPOINT, body, entries, count_input_tokens=_token_counter(client, body), provider="anthropic"
-        )
+        counter = messages_token_counter(client, body)
+        return Call(ENDPOINT, body, entries, count_input_tokens=counter, provider=self.provider)
 
     def billed(self, options: Any) -> bool:
         return endpoint_of(str(getattr(options, "method", "")), str(getattr(options, "url", ""))) is not None
@@ -119,20 +117,6 @@ def _counts(call: Call, usage: Mapping[str, Any]) -> TokenCounts | None:
 
 def _str(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
-
-
-def _token_counter(client: Any, body: Mapping[str, Any]) -> Any:
-    """Exact mode: ask ``messages.count_tokens`` (free, unmetered) for the input tokens."""
-    count = getattr(getattr(client, "messages", None), "count_tokens", None)
-    if not callable(count):
-        return None
-    arguments = {key: body[key] for key in _COUNT_FIELDS if key in body}
-
-    def count_input() -> Any:
-        with _context.unmetered():
-            return count(**arguments)
-
-    return count_input
 
 
 _warned_batch = False

@@ -13,6 +13,11 @@ scripted replies, exact usage, and faults on demand::
         sim.fail_next(status=429, retry_after=0.05)
         client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hello"}])
         print(sim.requests)
+
+The same server answers the Anthropic Messages API (messages, streams, ``count_tokens``,
+batches, the beta namespace) for ``anthropic.Anthropic(base_url=sim.anthropic_base_url,
+api_key="sim")``; ``budgetguard.testing._anthropic`` says how, and
+``budgetguard.testing._anthropic_counting`` how its input tokens are counted.
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ class ToolCall:
 
 @dataclass(frozen=True)
 class Reply:
-    """One scripted answer to a chat, legacy-completions or Responses request.
+    """One scripted answer to a chat, legacy-completions, Responses or Anthropic Messages request.
 
     With neither ``content`` nor ``tool_calls`` the simulator generates its default text (or a
     JSON instance of the requested schema). The request's output cap still applies to scripted
@@ -64,8 +64,12 @@ class Reply:
     - ``omit_usage``: the response carries no usage at all.
     - ``delay``: seconds to wait before the response starts.
     - ``cut_stream_after``: for streamed requests, send this many token deltas and then drop
-      the connection without the closing events (no ``[DONE]`` / ``response.completed``).
-    - ``model`` / ``service_tier``: reported instead of the request's model / ``"default"``.
+      the connection without the closing events (no ``[DONE]`` / ``response.completed`` /
+      Anthropic ``message_delta``).
+    - ``model`` / ``service_tier``: reported instead of the request's model / ``"default"``
+      (Anthropic: ``usage.service_tier``, ``"standard"`` by default).
+    - ``thinking``: the text of the thinking block an Anthropic Messages request that enables
+      ``thinking`` receives (``""``: no thinking block); ignored by the OpenAI endpoints.
     """
 
     content: str | None = None
@@ -76,6 +80,7 @@ class Reply:
     cut_stream_after: int | None = None
     model: str | None = None
     service_tier: str | None = None
+    thinking: str | None = None
 
     def __post_init__(self) -> None:
         # A tuple keeps the frozen dataclass hashable and immune to later list mutation.

@@ -24,6 +24,14 @@ from urllib.parse import unquote, urlsplit
 
 from budgetguard._errors import EstimateError
 
+from ._anthropic import (
+    AnthropicRequest,
+    AnthropicState,
+    BytesOutcome,
+    anthropic_fault_outcome,
+    is_anthropic_path,
+    route_anthropic,
+)
 from ._chat import chat_completions
 from ._completions import completions
 from ._counting import count_prompt_tokens
@@ -60,9 +68,16 @@ _AZURE_PATH = re.compile(r"/openai/deployments/([^/]+)/(.+)")
 
 
 class _State:
-    def __init__(self, counter: PromptCounter, recordings: Recordings | None, default_tokens: int) -> None:
+    def __init__(
+        self,
+        counter: PromptCounter,
+        recordings: Recordings | None,
+        default_tokens: int,
+        anthropic_counter: PromptCounter | None = None,
+    ) -> None:
         self.script = Script()
         self.counter = counter
+        self.anthropic = AnthropicState(anthropic_counter)  # prompt cache and batches
         self.recordings = recordings
         self.default_tokens = default_tokens
         self.stopping = threading.Event()
@@ -155,14 +170,29 @@ class _Handler(BaseHTTPRequestHandler):
         state.script.record(ReceivedRequest(self.command, path, headers, body if problem is None else {}))
 
         fault = state.script.take_fault()
-        outcome = fault_outcome(fault) if fault is not None else self._route(path, body, problem)
+        outcome: Outcome | BytesOutcome
+        if fault is not None:
+            outcome = anthropic_fault_outcome(fault) if is_anthropic_path(path) else fault_outcome(fault)
+        else:
+            outcome = self._route(path, body, problem)
         if outcome.delay and state.stopping.wait(outcome.delay):
             self.close_connection = True  # the simulator is stopping: hang up
             return
         self._send(outcome)
 
-    def _route(self, path: str, body: dict[str, Any], problem: str | None) -> Outcome:
+    def _route(self, path: str, body: dict[str, Any], problem: str | None) -> Outcome | BytesOutcome:
         state = self.server.state
+        if is_anthropic_path(path):  # the Anthropic Messages API: /v1/messages...
+            request = AnthropicRequest(
+                method=self.command,
+                path=path,
+                body=body,
+                problem=problem,
+                script=state.script,
+                default_tokens=state.default_tokens,
+                base_url=f"http://127.0.0.1:{self.server.server_port}",
+            )
+            return route_anthropic(state.anthropic, request)
         sub = path[len(_API_PREFIX) :] if path.startswith(_API_PREFIX + "/") else None
         azure = _AZURE_PATH.fullmatch(path)
         if azure is not None:
@@ -231,11 +261,13 @@ class _Handler(BaseHTTPRequestHandler):
             parts.append(self.rfile.read(size))
             self.rfile.readline(3)
 
-    def _send(self, outcome: Outcome) -> None:
+    def _send(self, outcome: Outcome | BytesOutcome) -> None:
         request_id = self.server.state.script.new_id("req_")
         try:
             if isinstance(outcome, JsonOutcome):
                 self._send_json(outcome, request_id)
+            elif isinstance(outcome, BytesOutcome):
+                self._send_bytes(outcome, request_id)
             else:
                 self._send_stream(outcome, request_id)
         except (BrokenPipeError, ConnectionResetError):
@@ -247,10 +279,22 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
         self.send_header("x-request-id", request_id)
+        self.send_header("request-id", request_id)  # the Anthropic SDK's name
         for name, value in outcome.headers.items():
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(payload)
+
+    def _send_bytes(self, outcome: BytesOutcome, request_id: str) -> None:
+        self.send_response(outcome.status)
+        self.send_header("Content-Type", outcome.content_type)
+        self.send_header("Content-Length", str(len(outcome.content)))
+        self.send_header("x-request-id", request_id)
+        self.send_header("request-id", request_id)
+        for name, value in outcome.headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(outcome.content)
 
     def _send_stream(self, outcome: StreamOutcome, request_id: str) -> None:
         self.send_response(200)
@@ -258,6 +302,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Transfer-Encoding", "chunked")
         self.send_header("Cache-Control", "no-cache")
         self.send_header("x-request-id", request_id)
+        self.send_header("request-id", request_id)
         self.end_headers()
         data = b"".join(b"%x\r\n%s\r\n" % (len(frame), frame) for frame in outcome.frames_to_send())
         cut = outcome.cut_after_tokens is not None
@@ -290,6 +335,10 @@ class Simulator:
             client.chat.completions.create(model="gpt-4o", messages=[...])
             assert sim.requests[0].path == "/v1/chat/completions"
 
+    The same server also speaks Anthropic's Messages API (``/v1/messages``, streaming,
+    ``count_tokens``, batches) to ``anthropic.Anthropic(base_url=sim.anthropic_base_url)``;
+    scripted replies and faults are shared by both APIs, in one queue each.
+
     Usage is computed from the request, independently of budgetguard's own estimator, so an
     estimate that is wrong shows up as a budget that is wrong:
 
@@ -315,7 +364,9 @@ class Simulator:
         if default_tokens < 1:
             raise ValueError(f"default_tokens must be >= 1, not {default_tokens}")
         recordings = Recordings(recorded_usage) if recorded_usage is not None else None
-        self._state = _State(prompt_counter or count_prompt_tokens, recordings, default_tokens)
+        counter = prompt_counter or count_prompt_tokens
+        # The Anthropic routes use a custom counter too, else their own (_anthropic_counting).
+        self._state = _State(counter, recordings, default_tokens, anthropic_counter=prompt_counter)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -363,8 +414,19 @@ class Simulator:
         """
         return f"http://127.0.0.1:{self.port}{_API_PREFIX}/"
 
+    @property
+    def anthropic_base_url(self) -> str:
+        """``http://127.0.0.1:<port>``: pass it as ``anthropic.Anthropic(base_url=...)``.
+
+        The Anthropic SDK's paths already start with ``/v1/`` (``/v1/messages``), so its base
+        URL is the server's root, not ``base_url``. ``budgetguard.testing._anthropic`` lists
+        the routes and how they answer.
+        """
+        return f"http://127.0.0.1:{self.port}"
+
     def script(self, *replies: Reply) -> None:
-        """Queue replies, answered in order by chat, legacy-completions and Responses requests."""
+        """Queue replies, answered in order by chat, legacy-completions, Responses and Anthropic
+        Messages requests (one queue for all of them)."""
         self._state.script.push(replies)
 
     def fail_next(
@@ -377,6 +439,9 @@ class Simulator:
         code: str | None = None,
     ) -> None:
         """Answer the next ``times`` requests (any endpoint) with an OpenAI-shaped HTTP error.
+
+        On the Anthropic routes the error has Anthropic's shape, and ``code`` (if given) is its
+        ``error.type`` (default by status: ``rate_limit_error``, ``overloaded_error``, ...).
 
         ``retry_after`` (seconds) is sent as ``retry-after`` and ``retry-after-ms``, which the
         SDKs honour between retries. Faults come before scripted replies and consume none.
@@ -396,8 +461,10 @@ class Simulator:
         return self._state.script.pending()[0]
 
     def reset(self) -> None:
-        """Forget scripted replies, pending faults and the request log."""
+        """Forget scripted replies, pending faults, the request log, the Anthropic prompt cache
+        and the Anthropic batches."""
         self._state.script.reset()
+        self._state.anthropic.reset()
 
     def __enter__(self) -> Self:
         return self.start()
