@@ -27,6 +27,7 @@ __all__ = [
     "input_token_counter",
     "may_hide_output",
     "plan_request",
+    "server_counter",
 ]
 
 # Largest output each family can produce (tokens). A request without an output cap is
@@ -140,13 +141,16 @@ def input_token_counter(client: Any, body: Mapping[str, Any]) -> Callable[[], An
     return count_input
 
 
-def _server_counter(endpoint: str, client: Any, body: Mapping[str, Any]) -> Callable[[], Any] | None:
-    """Exact mode's counter for ``endpoint`` on ``client``, if it has one."""
+def server_counter(endpoint: str, client: Any, body: Mapping[str, Any]) -> Callable[[], Any] | None:
+    """Exact mode's counter for a request to ``endpoint`` on ``client``, if it has one (the
+    server counts input tokens for free: OpenAI's Responses, Anthropic's Messages)."""
     if client is None:
         return None
     if endpoint == "responses":
         return input_token_counter(client, body)
     if endpoint == "anthropic.messages":
+        # Imported when first needed: the estimator loads on the first budgeted call, not with
+        # budgetguard.
         from budgetguard._estimate._anthropic import messages_token_counter
 
         return messages_token_counter(client, body)
@@ -274,7 +278,7 @@ def estimate_request(
         body,
         assume_output_tokens=assume_output_tokens,
         safety_margin=safety_margin,
-        count_input_tokens=_server_counter(endpoint, client, body),
+        count_input_tokens=server_counter(endpoint, client, body),
         server_prompt_tokens=server_prompt_tokens,
     )
     tokens = plan.tokens

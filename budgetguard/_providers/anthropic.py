@@ -24,7 +24,7 @@ from typing import Any
 from budgetguard import _context
 from budgetguard._calls import Call
 from budgetguard._errors import BudgetGuardWarning
-from budgetguard._estimate._anthropic import messages_token_counter
+from budgetguard._preflight import server_counter
 from budgetguard._providers._generated import Hooks, Wire, json_body
 from budgetguard._providers._imports import when_imported
 from budgetguard._scopes import Budget
@@ -57,7 +57,7 @@ class AnthropicWire(Wire):
         body = json_body(options)
         if body is None:
             return None
-        counter = messages_token_counter(client, body)
+        counter = server_counter(ENDPOINT, client, body)
         return Call(ENDPOINT, body, entries, count_input_tokens=counter, provider=self.provider)
 
     def billed(self, options: Any) -> bool:

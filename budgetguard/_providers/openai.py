@@ -17,7 +17,7 @@ from typing import Any
 from budgetguard import _context
 from budgetguard._calls import Call
 from budgetguard._errors import BudgetGuardWarning
-from budgetguard._preflight import input_token_counter
+from budgetguard._preflight import server_counter
 from budgetguard._providers._generated import Hooks, Wire, json_body
 from budgetguard._scopes import Budget
 from budgetguard._usage import TokenCounts, UsageFormatError
@@ -89,7 +89,7 @@ class OpenAIWire(Wire):
         body = json_body(options)
         if body is None:
             return None
-        counter = input_token_counter(client, body) if endpoint == "responses" else None
+        counter = server_counter(endpoint, client, body)
         call = Call(endpoint, body, entries, count_input_tokens=counter, provider=self.provider)
         if call.stream and endpoint in _STREAM_USAGE_ENDPOINTS:
             stream_options = body.get("stream_options")
