@@ -75,6 +75,7 @@ if TYPE_CHECKING:
     from budgetguard._preflight import Estimate, estimate_request
     from budgetguard._pricing import ModelRates, PriceBook
     from budgetguard._retry import retry
+    from budgetguard._telemetry import disable_telemetry, enable_telemetry
 
 __version__ = "0.1.0"
 
@@ -126,6 +127,8 @@ __all__ = [
     "active_scopes",
     "close_ledgers",
     "configure",
+    "disable_telemetry",
+    "enable_telemetry",
     "estimate_request",
     "find_budget_exceeded",
     "instrument",
@@ -146,6 +149,9 @@ _LAZY = {
     "ModelRates": "budgetguard._pricing",
     "PriceBook": "budgetguard._pricing",
     "retry": "budgetguard._retry",
+    # Imports opentelemetry only when called.
+    "enable_telemetry": "budgetguard._telemetry",
+    "disable_telemetry": "budgetguard._telemetry",
 }
 
 

@@ -43,6 +43,7 @@ __all__ = [
     "Defaults",
     "OnExceed",
     "PricingConfig",
+    "TelemetryConfig",
     "UnknownModel",
     "check_options",
     "config_from_env",
@@ -63,10 +64,10 @@ _UNKNOWN_MODEL: tuple[str, ...] = get_args(UnknownModel)
 _BUDGET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _DEFAULT_HOLD_TTL = 600.0
 
-_TOP_KEYS = ("version", "defaults", "budgets", "pricing")
+_TOP_KEYS = ("version", "defaults", "budgets", "pricing", "telemetry")
 _BUDGET_KEYS = (
     "max_usd", "max_tokens", "max_requests", "window", "rolling", "timezone", "store", "on_exceed",
-    "max_wait", "alerts", "keyed", "fail_open", "hold_ttl", "process_wide", "auto_output_cap",
+    "max_wait", "alerts", "keyed", "fail_open", "hold_ttl", "process_wide", "auto_output_cap", "on_alert",
 )  # fmt: skip
 
 
@@ -114,6 +115,8 @@ class BudgetConfig:
     process_wide: bool = False
     #: Give requests without an output cap the cap that fits (False: refuse them instead).
     auto_output_cap: bool = True
+    #: A webhook URL each alert is posted to (``Budget(on_alert=URL)``), or None.
+    on_alert: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +129,14 @@ class PricingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TelemetryConfig:
+    """``telemetry:``: ``otel: true`` reports calls to OpenTelemetry once ``configure()`` loads
+    the file (false switches it off; absent leaves it as it is)."""
+
+    otel: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     version: int
     defaults: Defaults
@@ -133,6 +144,7 @@ class Config:
     pricing: PricingConfig
     #: Where the configuration came from (a path, or ``<string>``).
     source: str
+    telemetry: TelemetryConfig = TelemetryConfig()
 
 
 # --- YAML with line numbers -----------------------------------------------------------------------
@@ -829,7 +841,34 @@ def _budget(name: str, check: _Checker, defaults: Defaults) -> BudgetConfig:
         hold_ttl=hold_ttl if hold_ttl is not None else defaults.hold_ttl,
         process_wide=bool(process_wide),
         auto_output_cap=auto_output_cap is not False,
+        on_alert=_webhook(check, "on_alert"),
     )
+
+
+def _telemetry(check: _Checker | None) -> TelemetryConfig:
+    if check is None:
+        return TelemetryConfig()
+    check.only(("otel",))
+    otel = check.boolean("otel")
+    if otel and check.local:
+        import importlib.util
+
+        if importlib.util.find_spec("opentelemetry.trace") is None:
+            check.fail("OpenTelemetry is not installed: pip install 'budgetguard-sdk[otel]'", "otel")
+    return TelemetryConfig(otel)
+
+
+def _webhook(check: _Checker, name: str) -> str | None:
+    url = check.string(name)
+    if url is None:
+        return None
+    from budgetguard._webhooks import check_webhook_url
+
+    try:
+        return check_webhook_url(url)
+    except ConfigError as exc:
+        check.fail(_bare(exc), name)
+        return None
 
 
 def _pricing(check: _Checker | None) -> PricingConfig:
@@ -908,8 +947,9 @@ def parse_config(text: str, source: str = "<string>", *, check_stores: bool = Fa
             if check is not None:
                 budgets[name] = _budget(name, check, defaults)
     pricing = _pricing(top.child("pricing"))
+    telemetry = _telemetry(top.child("telemetry"))
     _raise_problems(top.problems)
-    return Config(CONFIG_VERSION, defaults, budgets, pricing, source)
+    return Config(CONFIG_VERSION, defaults, budgets, pricing, source, telemetry)
 
 
 def load_config(path: str | os.PathLike[str], *, check_stores: bool = False) -> Config:

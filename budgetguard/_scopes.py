@@ -373,7 +373,7 @@ class Budget(Scope):
         on_exceed: str | Policy = "raise",
         max_wait: float | None = None,
         alerts: Iterable[Decimal | float | str] = (),
-        on_alert: Callable[[Budget, Decimal, Snapshot], None] | None = None,
+        on_alert: Callable[[Budget, Decimal, Snapshot], None] | str | None = None,
         shared: bool = False,
         assume_output_tokens: int | None = None,
         window: Window | None = None,
@@ -413,7 +413,11 @@ class Budget(Scope):
             raise ConfigError(f"hold_ttl must be a positive number of seconds, got {hold_ttl!r}")
         if not isinstance(auto_output_cap, bool):
             raise ConfigError(f"auto_output_cap must be True or False, got {auto_output_cap!r}")
-        self.on_alert = on_alert
+        if isinstance(on_alert, str):  # a webhook URL: posted off the call path
+            from budgetguard._webhooks import WebhookAlert
+
+            on_alert = WebhookAlert(on_alert)
+        self.on_alert: Callable[[Budget, Decimal, Snapshot], None] | None = on_alert
         self.shared = shared
         #: Give a request without an output cap of its own the cap that fits, rather than
         #: refusing it because the model's maximum output does not fit.
@@ -606,6 +610,7 @@ def named_budget(name: str, key: str | None = None, *, process_wide: bool | None
                 on_exceed=spec.on_exceed,
                 max_wait=spec.max_wait,
                 alerts=spec.alerts,
+                on_alert=spec.on_alert,
                 window=spec.window,
                 store=named.memory
                 if spec.store == DEFAULT_STORE

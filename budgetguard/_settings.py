@@ -81,6 +81,7 @@ def configure(
     ``exact_estimates=True`` turns on exact mode: Responses requests whose input the local
     estimate cannot see (``previous_response_id``, conversations, files) are counted by the
     server's ``responses.input_tokens.count`` before they are reserved.
+    A file with ``telemetry: {otel: true}`` switches on OpenTelemetry (``enable_telemetry()``).
     """
     from budgetguard._config import config_from_env, load_config
 
@@ -97,6 +98,13 @@ def configure(
         "exact_estimates": exact_estimates,
     }
     new = _build(config, {name: value for name, value in options.items() if value is not None})
+    if config is not None and config.telemetry.otel is not None:  # telemetry: {otel: ...}
+        from budgetguard._telemetry import disable_telemetry, enable_telemetry
+
+        if config.telemetry.otel:
+            enable_telemetry()
+        else:
+            disable_telemetry()
     with _lock:
         _settings = new
     return config
