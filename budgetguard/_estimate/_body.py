@@ -55,6 +55,13 @@ def json_type(value: object) -> str:
 
 def need_mapping(value: object, path: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
+        dump = getattr(value, "model_dump", None)
+        if callable(dump):
+            # An SDK response object passed back into a request (a message's content blocks):
+            # the SDK sends it as its JSON, so count that.
+            dumped = dump(mode="json", exclude_none=True)
+            if isinstance(dumped, Mapping):
+                return dumped
         fail(path, f"expected an object, got {json_type(value)}")
     return value
 

@@ -239,9 +239,11 @@ class Hooks:
                 yield from original(stream)
                 return
             call.stream_started = True
-            call.reader = _StreamReader(stream)
             _stop_collecting(stream.response)
             inner = original(stream)
+            # Read on through the SDK's own generator: the stream object may be a copy made for
+            # iterating (anthropic), whose _iterator would start the body over.
+            call.reader = _GeneratorReader(inner)
             try:
                 for item in inner:
                     if not hides(call, item):
@@ -270,10 +272,11 @@ class Hooks:
                     yield item
                 return
             call.stream_started = True
-            call.reader = _StreamReader(stream)
             _stop_collecting(stream.response)
+            inner = original(stream)
+            call.reader = _AsyncGeneratorReader(inner)
             try:
-                async for item in original(stream):
+                async for item in inner:
                     if not hides(call, item):
                         yield item
             except GeneratorExit:
@@ -517,7 +520,8 @@ class _StreamReader:
 
 
 class _GeneratorReader:
-    """What a collected stream's generator left unread: drained at a safe point (sync only)."""
+    """Reads on from a stream's SDK generator (a stream its caller stopped reading, or one the
+    garbage collector took, drained at a safe point), then closes it."""
 
     def __init__(self, inner: Iterator[Any]) -> None:
         self._inner = inner
@@ -535,6 +539,27 @@ class _GeneratorReader:
 
     async def apull(self, limit: int) -> None:
         self.pull(limit)
+
+
+class _AsyncGeneratorReader:
+    """:class:`_GeneratorReader` for an async stream (only an event loop can read it)."""
+
+    def __init__(self, inner: AsyncIterator[Any]) -> None:
+        self._inner = inner
+
+    def pull(self, limit: int) -> None:
+        return  # no event loop here: the caller is charged from what was seen
+
+    async def apull(self, limit: int) -> None:
+        try:
+            for _ in range(limit):
+                await self._inner.__anext__()
+        except StopAsyncIteration:
+            pass
+        finally:
+            aclose = getattr(self._inner, "aclose", None)
+            if aclose is not None:
+                await aclose()
 
 
 def _wrap_build_request(original: Callable[..., Any]) -> Callable[..., Any]:

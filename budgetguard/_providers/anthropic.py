@@ -57,6 +57,10 @@ class AnthropicWire(Wire):
         body = json_body(options)
         if body is None:
             return None
+        sentinels = _sentinels()
+        if any(isinstance(value, sentinels) for value in body.values()):
+            # The streaming path can leave the SDK's "not given" markers in the body it sends.
+            body = {key: value for key, value in body.items() if not isinstance(value, sentinels)}
         counter = server_counter(ENDPOINT, client, body)
         return Call(ENDPOINT, body, entries, count_input_tokens=counter, provider=self.provider)
 
@@ -82,6 +86,8 @@ class AnthropicWire(Wire):
                 counts = _counts(call, {**started, "output_tokens": 0})
                 if counts is not None:
                     call.saw_input_usage(counts)
+        elif kind == "content_block_stop":
+            call.finishing = True  # the usage may be a few events away (the last block ended)
         elif kind == "message_delta":
             call.finishing = True  # message_stop is next
             state = call.wire_state
@@ -105,6 +111,23 @@ class AnthropicWire(Wire):
                 counts = _counts(call, reported)
                 if counts is not None:
                     call.saw_usage(counts, _str(data.get("model")), None)
+
+
+_sentinel_types: tuple[type, ...] | None = None
+
+
+def _sentinels() -> tuple[type, ...]:
+    """The SDK's markers for an argument not given (dropped from the body when it is sent)."""
+    global _sentinel_types
+    if _sentinel_types is None:
+        from anthropic import _types  # the SDK is imported: this hook only runs inside it
+
+        _sentinel_types = tuple(
+            cls
+            for cls in (getattr(_types, "NotGiven", None), getattr(_types, "Omit", None))
+            if isinstance(cls, type)
+        )
+    return _sentinel_types
 
 
 def _counts(call: Call, usage: Mapping[str, Any]) -> TokenCounts | None:
