@@ -369,6 +369,8 @@ class Call:
                 )
                 if _events.wanted(logging.WARNING):
                     _publish_refusal(self, exceeded)
+                if budget.ledger.keeps_records:
+                    self._record_refusal(budget, refusal)
                 raise exceeded
 
     def _try_reserve_all(
@@ -470,6 +472,28 @@ class Call:
             limit_usd=budget.max_usd,
             detail=detail,
         )
+
+    def _record_refusal(self, budget: Budget, refused: Refused) -> None:
+        """A refusal is a record too (nothing spent), so reports can show refusals over time.
+        Best effort: the refusal itself is raised whatever the store does."""
+        record = SpendRecord(
+            time=time.time(),
+            budget=budget.name,
+            key=budget.key,
+            scope_path="/".join(scope.name for scope in self.scopes),
+            model=self.model,
+            endpoint=self.endpoint,
+            usage=Usage(),
+            reserved_usd=Decimal(0),
+            extra={
+                "call_id": uuid.uuid4().hex,
+                "outcome": "refused",
+                "limit": refused.kind,
+                "requested_usd": str(refused.requested.usd),
+            },
+        )
+        with contextlib.suppress(Exception):  # the reservation's own error is what the caller sees
+            budget.settle(None, _NOTHING, record)
 
     # ------------------------------------------------------------------ reserved -> sent
     def sent(self) -> None:

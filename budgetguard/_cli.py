@@ -137,8 +137,23 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
 
 
 def _cmd_prices(args: argparse.Namespace) -> int:
+    from budgetguard._pricing import price_data, update_price_data
     from budgetguard._settings import current_settings
 
+    if args.url and not args.update:
+        raise BudgetGuardError("--url names where --update fetches from: pass --update too")
+    if args.update:
+        fetched = update_price_data(url=args.url)
+        date = None if fetched.date is None else fetched.date.isoformat(timespec="seconds")
+        if args.json:
+            print(json.dumps({"updated": True, "price_data": fetched.label, "price_data_date": date,
+                              "cache": fetched.path, "url": fetched.url}))  # fmt: skip
+        else:
+            print(f"updated: {fetched.label}; cached in {fetched.path}")
+    elif not args.models:
+        raise BudgetGuardError("name a MODEL to show its rates, or pass --update to fetch newer prices")
+    if not args.models:
+        return 0
     _configure(args)
     book = current_settings().price_book()
     for model in args.models:
@@ -151,10 +166,18 @@ def _cmd_prices(args: argparse.Namespace) -> int:
             "input_per_1m": plain_usd(rates.input),
             "output_per_1m": plain_usd(rates.output),
             "cached_input_per_1m": None if rates.cached_input is None else plain_usd(rates.cached_input),
+            "web_search_per_1k": None if rates.web_search is None else plain_usd(rates.web_search),
+            "file_search_per_1k": None if rates.file_search is None else plain_usd(rates.file_search),
         }
+        if args.json:  # the data in use: its date, and fetched or installed
+            data = price_data()
+            line["price_data"] = data.label
+            line["price_data_date"] = None if data.date is None else data.date.isoformat(timespec="seconds")
         print(
             json.dumps(line) if args.json else "  ".join(f"{k}={v}" for k, v in line.items() if v is not None)
         )
+    if not args.json:
+        print(f"price data: {price_data().label}")
     return 0
 
 
@@ -202,9 +225,25 @@ def _cmd_report(args: argparse.Namespace) -> int:
     for store in stores:
         records.extend(open_ledger(store).records(budget=args.budget))
     records.sort(key=lambda record: record.time)
+    if args.html is not None:
+        _write_html_report(args, records)
+        return 0
     fmt: ReportFormat = "json" if args.json else "csv" if args.csv else "table"
     print(render_report(records, group_by=args.by, fmt=fmt, tz=args.tz), end="")
     return 0
+
+
+def _write_html_report(args: argparse.Namespace, records: list[SpendRecord]) -> None:
+    """The page of ``report --html FILE`` (``-``: standard output), caps from the configuration."""
+    from budgetguard._report_html import caps_from_config, render_html
+
+    config = _load_config(args)
+    caps = None if config is None else caps_from_config(config)
+    page = render_html(records, caps=caps, group_by=args.by, tz=args.tz)
+    if args.html == "-":
+        sys.stdout.write(page)
+    else:
+        Path(args.html).write_text(page, encoding="utf-8")
 
 
 def _configured_stores(args: argparse.Namespace) -> list[str]:
@@ -367,11 +406,24 @@ def _parser() -> argparse.ArgumentParser:
     estimate.add_argument("--json", action="store_true", help="print the estimate as JSON")
     _add_config(estimate)
 
-    prices = command("prices", "show the rates a model is priced at (USD per 1M tokens)", _cmd_prices)
+    prices = command(
+        "prices",
+        "show the rates a model is priced at (USD per 1M tokens) and the date of the price data",
+        _cmd_prices,
+    )
     prices.add_argument(
-        "models", nargs="+", metavar="MODEL", help="model names, as a request or response names them"
+        "models", nargs="*", metavar="MODEL", help="model names, as a request or response names them"
     )
     prices.add_argument("--json", action="store_true", help="print one JSON object per model")
+    prices.add_argument(
+        "--update",
+        action="store_true",
+        help="first fetch genai-prices' newest price data and cache it (used while newer than the "
+        "installed genai-prices)",
+    )
+    prices.add_argument(
+        "--url", metavar="URL", help="with --update: fetch from this URL (a mirror) instead of genai-prices'"
+    )
     _add_config(prices)
 
     check = command(
@@ -403,6 +455,12 @@ def _parser() -> argparse.ArgumentParser:
     group = report.add_mutually_exclusive_group()
     group.add_argument("--json", action="store_true", help="print JSON (money as exact strings)")
     group.add_argument("--csv", action="store_true", help="print CSV (one row per group, no total)")
+    group.add_argument(
+        "--html",
+        metavar="FILE",
+        help="write one self-contained HTML page (charts per day, model, key and refusals, and the "
+        "table; caps from the configuration) to FILE (- for standard output)",
+    )
     _add_config(report)
     return parser
 

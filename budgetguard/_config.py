@@ -67,7 +67,8 @@ _DEFAULT_HOLD_TTL = 600.0
 _TOP_KEYS = ("version", "defaults", "budgets", "pricing", "telemetry")
 _BUDGET_KEYS = (
     "max_usd", "max_tokens", "max_requests", "window", "rolling", "timezone", "store", "on_exceed",
-    "max_wait", "alerts", "keyed", "fail_open", "hold_ttl", "process_wide", "auto_output_cap", "on_alert",
+    "max_wait", "alerts", "keyed", "fail_open", "hold_ttl", "process_wide", "auto_output_cap",
+    "lease_usd", "lease_tokens", "lease_requests", "lease_fraction", "lease_flush", "on_alert",
 )  # fmt: skip
 
 
@@ -115,6 +116,8 @@ class BudgetConfig:
     process_wide: bool = False
     #: Give requests without an output cap the cap that fits (False: refuse them instead).
     auto_output_cap: bool = True
+    #: Options for opening the store (``lease_usd``, ...: see ``open_ledger``).
+    store_options: tuple[tuple[str, Any], ...] = ()
     #: A webhook URL each alert is posted to (``Budget(on_alert=URL)``), or None.
     on_alert: str | None = None
 
@@ -825,6 +828,23 @@ def _budget(name: str, check: _Checker, defaults: Defaults) -> BudgetConfig:
     keyed = check.boolean("keyed")
     process_wide = check.boolean("process_wide")
     auto_output_cap = check.boolean("auto_output_cap")
+    leases: dict[str, Any] = {}
+    for key in ("lease_usd", "lease_fraction"):
+        amount = check.decimal(key, money=key == "lease_usd")
+        if amount is not None:
+            leases[key] = amount
+    for key in ("lease_tokens", "lease_requests"):
+        count = check.integer(key, minimum=1)
+        if count is not None:
+            leases[key] = count
+    flush = check.seconds("lease_flush", positive=False)
+    if flush is not None:
+        leases["lease_flush"] = flush
+    if leases and not check.bad("store", *leases):
+        try:
+            check_store_uri(store, **leases)  # the store's backend decides whether it leases
+        except ConfigError as exc:
+            check.fail(str(exc), next(iter(leases)))
     return BudgetConfig(
         name=name,
         max_usd=max_usd,
@@ -842,6 +862,7 @@ def _budget(name: str, check: _Checker, defaults: Defaults) -> BudgetConfig:
         process_wide=bool(process_wide),
         auto_output_cap=auto_output_cap is not False,
         on_alert=_webhook(check, "on_alert"),
+        store_options=tuple(sorted(leases.items())),
     )
 
 

@@ -210,11 +210,13 @@ def on_entry_end(sync: Callable[[Entry], None], asynchronous: Callable[[Entry], 
     _end_hooks.append((sync, asynchronous))
 
 
+# The layers above register after the ones below them (they import them first), and run first:
+# the call path ends a scope's calls before the scope itself lets go of its store.
 def entry_ended(entry: Entry) -> None:
-    for sync, _ in _end_hooks:
+    for sync, _ in reversed(_end_hooks):
         sync(entry)
 
 
 async def entry_ended_async(entry: Entry) -> None:
-    for _, asynchronous in _end_hooks:
+    for _, asynchronous in reversed(_end_hooks):
         await asynchronous(entry)

@@ -7,24 +7,33 @@ Where rates come from, first match wins:
 2. **Aliases** (``"my-azure-deployment" -> "gpt-4o"``), followed step by step; after each step the
    name is looked up again, so aliases may chain and may point at overrides. A loop is a
    ``ConfigError`` when the book is built.
-3. **genai-prices**, from the data bundled with the installed package (the version is in every
-   ``ResolvedPrice.source``, e.g. ``"genai-prices 0.2.3"``). Names are matched by genai-prices' own
-   rules (exact names, dated snapshots it lists, ``starts_with`` families, compact ``-20251211``
-   dates), against provider ``openai`` first. A ``provider/`` prefix is stripped: ``openai/`` and
-   ``azure/`` are priced as OpenAI (Azure OpenAI's global deployments list OpenAI's prices; put a
-   regional uplift in an override), any other genai-prices provider id (``deepseek/...``) at that
-   provider. A name OpenAI does not know is last matched by genai-prices' provider detection
-   (``deepseek-chat`` through an OpenAI-compatible server gets DeepSeek's prices); the provider is
-   then named in ``source``. Prices genai-prices dates (a change on a given day) are re-read on
-   that day.
-4. **Dated snapshots** genai-prices does not list (``gpt-5-mini-2031-01-01``) are priced as the
+3. **Provider prefixes** name where a model runs, not what it is: ``openai/``, ``azure/`` and
+   ``azure/<region>/`` (``azure/eastus/gpt-4o``) are priced as OpenAI (Azure OpenAI's global
+   deployments list OpenAI's prices; put a regional uplift in an override); any other genai-prices
+   provider id prices the rest at that provider (``deepseek/deepseek-chat``), and the innermost
+   prefix wins, so a router's name for a vendor's model is that model (``openrouter/openai/gpt-4o``
+   is ``gpt-4o`` at OpenAI's prices).
+4. **genai-prices** (see "Price data" below for which copy). The version is in every
+   ``ResolvedPrice.source`` (``"genai-prices 0.2.3"``). Names are matched by genai-prices' own rules
+   (exact names, dated snapshots it lists, ``starts_with`` families, compact ``-20251211`` dates),
+   against provider ``openai`` first. A name OpenAI does not know is last matched by genai-prices'
+   provider detection (``deepseek-chat`` through an OpenAI-compatible server gets DeepSeek's
+   prices); the provider is then named in ``source``. Prices genai-prices dates (a change on a
+   given day) are re-read on that day.
+5. **Fine-tunes** (OpenAI's ``ft:BASE:org:name:id`` and Azure's ``BASE.ft-ID``) are billed at
+   OpenAI's fine-tuned inference rates, not BASE's (``ft:gpt-4.1-*`` 1.5x, ``ft:gpt-4.1-mini-*``
+   and ``-nano-*`` 2x, ``ft:o4-mini-*`` 3.6x the base). genai-prices' own fine-tuned rates first;
+   rates it does not give (the cached-input rate, batch rates) and fine-tunes it does not know come
+   from OpenAI's published fine-tuning table shipped in ``budgetguard/_data/openai_prices.json``
+   (source and date inside). A fine-tune of a base in neither is priced at BASE's rates with an
+   ``UnknownModelWarning`` once per name (fine-tuned rates are 1.5x to 6x their base model's):
+   add an override for the ``ft:`` name to charge it exactly.
+6. **Other spellings**: Azure's ``gpt-35-*`` names are OpenAI's ``gpt-3.5-*``; an OpenAI
+   ``*-latest`` alias genai-prices does not list is priced as its target (``X-latest`` as ``X``,
+   ``X-chat-latest`` as ``X`` when ``X-chat`` is not known either).
+7. **Dated snapshots** genai-prices does not list (``gpt-5-mini-2031-01-01``) are priced as the
    undated model; a snapshot it does list with its own price (``gpt-4o-2024-05-13``) keeps it.
-5. **Fine-tunes** ``ft:BASE:org:name:id``: genai-prices' own fine-tuned rates when it has them
-   (``ft:gpt-4o-2024-*``, ``ft:gpt-4o-mini-2024-*``, ``ft:gpt-3.5-turbo*``, ``ft:gpt-4-0*``; OpenAI
-   bills fine-tuned models at their own, higher rates). Otherwise BASE's rates, with an
-   ``UnknownModelWarning`` once per name: the fine-tuned rates genai-prices lists are 1.5x to 6x
-   their base model's, so this undercounts until you add an override for the ``ft:`` name.
-6. Otherwise the model is **unknown**: ``UnknownModelError`` naming it with close known names
+8. Otherwise the model is **unknown**: ``UnknownModelError`` naming it with close known names
    (``unknown_model="error"``, the default), or the configured ``fallback`` rates with an
    ``UnknownModelWarning`` once per name (``unknown_model="warn"``). Never a silent $0. A model
    genai-prices prices only per audio hour or per character (``whisper-1``, ``tts-1``) is unknown
@@ -40,6 +49,10 @@ How a ``Usage`` is priced (rates are USD per 1,000,000 tokens):
 * Completion: reasoning tokens are ordinary output tokens (OpenAI bills them as output); output
   audio and image tokens at their own rates; the rest at ``output``. A model priced for input only
   (embeddings) has an output rate of 0.
+* Tool calls: ``web_search_requests`` at ``web_search`` and ``file_search_requests`` (when the usage
+  has that field) at ``file_search``, both USD per 1,000 calls, as genai-prices lists them
+  (OpenAI: $10 per 1,000 web searches, $2.50 per 1,000 file searches; Anthropic: $10 per 1,000
+  web searches). ``None``: free.
 * Long context: when the prompt (all of it, cached included) has more than
   ``long_context_threshold`` tokens, *every* token of the call is billed at ``long_context`` rates
   (OpenAI's >272k tier on gpt-5.4/5.5: 2x input, 1.5x output). genai-prices' tiers map to this.
@@ -50,47 +63,74 @@ How a ``Usage`` is priced (rates are USD per 1,000,000 tokens):
   rates), priority and fast are ``PRIORITY_MULTIPLIER`` = 2x standard (OpenAI's published priority
   prices are 1.67x-2.5x standard; 2x is the most common, gpt-5/5.1/5.2/5.4). Any other tier
   (``"scale"``) is priced as standard with a ``BudgetGuardWarning`` once per tier.
-* ``batch=True``: genai-prices' batch variant when the model has one, else 50% of standard.
-  Batch wins over a service tier.
+* ``batch=True``: genai-prices' batch variant when the model has one (a fine-tune: the published
+  fine-tuning batch table), else 50% of standard. Batch wins over a service tier.
+* Data residency: a book for a regional OpenAI host (:meth:`PriceBook.for_base_url` with
+  ``https://eu.api.openai.com/v1``, ``us.``, ``au.``, ...) adds OpenAI's uplift (x1.1) to the token
+  rates of models released on or after 2026-03-05 (gpt-5.4 and later: a dated snapshot or the
+  dates genai-prices lists for the model decide, else the GPT version). Older models cost the same
+  on every host.
 * ``discount`` (a fraction, ``Decimal("0.15")`` = 15% off) applies to everything, overrides too.
 
 Money is exact: rates are turned into integers at a per-model scale, token counts multiply them
 as integers, and the sum becomes one ``Decimal``; no float is involved and the caller's decimal
 context (precision, rounding) cannot change a result.
 
-No network, ever: budgetguard reads only the price data bundled inside the installed genai-prices
-(upgrade the package to update prices). It never starts genai-prices' ``UpdatePrices`` and does not
-read a snapshot someone else installed with it, so a run's prices cannot change under it.
-genai-prices itself is imported on the first lookup, not at ``import budgetguard``.
+Price data. genai-prices is imported on the first lookup, not at ``import budgetguard``. Prices are
+read from the data bundled with the installed genai-prices, or from a newer copy fetched on
+request: ``budgetguard prices --update`` (:func:`update_price_data`) downloads genai-prices'
+latest data through genai-prices' updater (its URL, timeouts and parser) and caches it, with the
+time it was fetched, in ``$BUDGETGUARD_CACHE_DIR`` (default ``~/.cache/budgetguard``,
+``%LOCALAPPDATA%\\budgetguard`` on Windows). The cached copy is used when it was fetched after the
+installed package was (its date: when its data file was written); :func:`price_data` says which is
+in use (``budgetguard prices MODEL`` prints it). Nothing is fetched at import or on a call's path:
+only on request, or, opted in, by :func:`start_price_updates` in a background thread at most once a
+day. budgetguard never starts genai-prices' own ``UpdatePrices`` thread and does not read a
+snapshot someone else installed with it.
 
-Per-call tool fees (web search, file search), per-request fees and rates per audio hour are not in
-token usage and are not priced here.
+Per-request fees and rates per audio hour are not in token usage and are not priced here.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import threading
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Context, Decimal, InvalidOperation
 from time import time as _wall_time
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from budgetguard._errors import BudgetGuardWarning, ConfigError, UnknownModelError, UnknownModelWarning
+from budgetguard._errors import (
+    BudgetGuardError,
+    BudgetGuardWarning,
+    ConfigError,
+    UnknownModelError,
+    UnknownModelWarning,
+)
 from budgetguard._usage import TokenCounts, Usage
 from budgetguard._warnings import warn
 
 if TYPE_CHECKING:
-    from datetime import datetime
+    from datetime import date, datetime
+    from pathlib import Path
 
 __all__ = [
     "PRIORITY_MULTIPLIER",
+    "UPDATE_INTERVAL",
     "ModelRates",
     "PriceBook",
+    "PriceData",
     "ResolvedPrice",
+    "data_residency_region",
     "default_price_book",
+    "price_data",
     "set_default_price_book",
+    "start_price_updates",
+    "update_price_data",
 ]
 
 #: Price factor for ``service_tier="priority"`` (and ``"fast"``) when genai-prices has no
@@ -109,7 +149,17 @@ _STANDARD_TIERS: Final = frozenset({"", "default", "auto", "standard"})
 _PRIORITY_TIERS: Final = frozenset({"priority", "fast"})
 # Prefixes that name OpenAI itself (OpenRouter/LiteLLM style ``openai/gpt-4o``, Azure OpenAI).
 _OPENAI_PREFIXES: Final = frozenset({"openai", "azure", "azure_openai"})
+# Of those, Azure's: ``azure/<region>/<model>`` names a region before the model.
+_AZURE_PREFIXES: Final = frozenset({"azure", "azure_openai"})
 _DATED_SNAPSHOT = re.compile(r"^(?P<base>.+?)-\d{4}-\d{2}-\d{2}$")
+# A snapshot date at the end of a name (``gpt-5.4-2026-03-05``), and a GPT version at its start.
+_SNAPSHOT_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})$")
+_CLAUSE_DATE = re.compile(r"(20\d{2})-(\d{2})-(\d{2})")
+_GPT_VERSION = re.compile(r"^gpt-(\d+)(?:[.-](\d{1,2}))?(?![\d])")
+# A fine-tune's base model, undated: ``gpt-4.1-2025-04-14`` / ``gpt-3.5-turbo-0125`` -> family.
+_BASE_DATE = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{4})$")
+# OpenAI's data-residency hosts: ``eu.api.openai.com``, ``us.api.openai.com``, ...
+_REGIONAL_HOST = re.compile(r"^(?P<region>[a-z]{2,3})\.api\.openai\.com\.?$")
 _MAX_CACHE: Final = 4096
 # genai-prices prices some providers by time of day (DeepSeek off-peak): re-resolve those often.
 _TIME_OF_DAY_TTL: Final = 60.0
@@ -125,7 +175,10 @@ _RATE_FIELDS: Final = (
     "input_image",
     "output_image",
     "web_search",
+    "file_search",
 )
+# Rates per 1,000 calls, not per token: a data-residency uplift leaves them alone.
+_CALL_FIELDS: Final = frozenset({"web_search", "file_search"})
 _MAPPING_KEYS: Final = (*_RATE_FIELDS, "long_context_threshold", "long_context")
 # ModelRates field -> genai-prices ModelPrice attribute.
 _GENAI_KEYS: Final = {
@@ -139,6 +192,7 @@ _GENAI_KEYS: Final = {
     "input_image": "input_image_mtok",
     "output_image": "output_image_mtok",
     "web_search": "web_searches_kcount",
+    "file_search": "storage_searches_kcount",
 }
 
 
@@ -164,6 +218,8 @@ class ModelRates:
     output_image: Decimal | None = None
     #: USD per 1,000 web searches a server tool ran; None: not priced (free).
     web_search: Decimal | None = None
+    #: USD per 1,000 file-search tool calls (OpenAI Responses); None: not priced (free).
+    file_search: Decimal | None = None
     long_context_threshold: int | None = None
     long_context: ModelRates | None = None
 
@@ -254,15 +310,35 @@ class ModelRates:
         except ValueError as exc:
             raise ConfigError(str(exc), source=where) from None
 
-    def scaled(self, factor: Decimal) -> ModelRates:
-        """These rates times ``factor`` (exactly), long-context tiers included."""
+    def scaled(self, factor: Decimal, *, tokens_only: bool = False) -> ModelRates:
+        """These rates times ``factor`` (exactly), long-context tiers included.
+
+        ``tokens_only``: leave the per-call tool fees (``web_search``, ``file_search``) as they are.
+        """
         values: dict[str, Any] = {}
         for name in _RATE_FIELDS:
             value = getattr(self, name)
-            values[name] = None if value is None else _EXACT.multiply(value, factor)
+            keep = value is None or (tokens_only and name in _CALL_FIELDS)
+            values[name] = value if keep else _EXACT.multiply(value, factor)
         if self.long_context is not None:
             values["long_context_threshold"] = self.long_context_threshold
-            values["long_context"] = self.long_context.scaled(factor)
+            values["long_context"] = self.long_context.scaled(factor, tokens_only=tokens_only)
+        return ModelRates(**values)
+
+    def filled_from(self, other: ModelRates) -> ModelRates:
+        """These rates, with each optional rate this one leaves ``None`` taken from ``other``."""
+        values: dict[str, Any] = {}
+        changed = False
+        for name in _RATE_FIELDS:
+            value = getattr(self, name)
+            if value is None and getattr(other, name) is not None:
+                value = getattr(other, name)
+                changed = True
+            values[name] = value
+        if not changed:
+            return self
+        values["long_context_threshold"] = self.long_context_threshold
+        values["long_context"] = self.long_context
         return ModelRates(**values)
 
 
@@ -279,6 +355,11 @@ class ResolvedPrice:
     """``"genai-prices 0.2.3"`` (plus notes), ``"override"`` or ``"fallback"``."""
 
 
+#: What a lookup finds: standard rates, genai-prices' ModelInfo (for tier variants) or None, when
+#: the rates may change (``_wall_time()``), and published batch rates of budgetguard's own table.
+_Found = tuple[ResolvedPrice, Any, float, "ModelRates | None"]
+
+
 # The three private records below are plain slotted classes, not dataclasses: same attribute
 # speed, and building a dataclass costs about a millisecond of ``import budgetguard``.
 
@@ -287,7 +368,7 @@ class _Tier:
     """Integer rates: USD per token = value * 10**exponent of the owning ``_Entry``."""
 
     __slots__ = (
-        "cache_write", "cache_write_1h", "cached", "input", "input_audio", "input_image",
+        "cache_write", "cache_write_1h", "cached", "file_search", "input", "input_audio", "input_image",
         "long", "output", "output_audio", "output_image", "threshold", "web_search",
     )  # fmt: skip
 
@@ -304,6 +385,7 @@ class _Tier:
         input_image: int,
         output_image: int,
         web_search: int,
+        file_search: int,
         threshold: int | None,
         long: _Tier | None,
     ) -> None:
@@ -314,6 +396,7 @@ class _Tier:
         self.cache_write_1h = cache_write_1h
         #: Per search, at the entry's per-token scale.
         self.web_search = web_search
+        self.file_search = file_search
         self.input_audio = input_audio
         self.output_audio = output_audio
         self.input_image = input_image
@@ -323,13 +406,21 @@ class _Tier:
 
 
 class _Resolution:
-    __slots__ = ("expires", "hint", "info", "price", "warns")
+    __slots__ = ("batch", "expires", "hint", "info", "price", "warns")
 
-    def __init__(self, price: ResolvedPrice | None, info: Any, expires: float, hint: str = "") -> None:
+    def __init__(
+        self,
+        price: ResolvedPrice | None,
+        info: Any,
+        expires: float,
+        hint: str = "",
+        batch: ModelRates | None = None,
+    ) -> None:
         self.price = price
         self.info = info  # genai-prices ModelInfo when the rates came from it (for tier variants)
         self.expires = expires  # _wall_time() after which date-dependent genai-prices rates are re-read
         self.hint = hint  # why it is unknown, when price is None
+        self.batch = batch  # published batch rates from budgetguard's own table (fine-tunes)
         # Whether using it warns (fallback rates, a fine-tune at base rates): decided once, as
         # every call's price check looks.
         self.warns = price is not None and (price.source == "fallback" or _FINE_TUNE_NOTE in price.source)
@@ -352,7 +443,8 @@ class PriceBook:
     Thread-safe; lookups are cached, so :meth:`cost` is a dict hit and integer arithmetic once a
     name has been seen. When a response and a request name different models, price the first one
     the book :meth:`knows` (:meth:`choose_model` does that), so that ``unknown_model="warn"`` does
-    not pick the fallback over a known request model.
+    not pick the fallback over a known request model. Calls sent to one of OpenAI's regional
+    (data-residency) hosts are priced by the book :meth:`for_base_url` returns for that host.
     """
 
     def __init__(
@@ -412,10 +504,57 @@ class PriceBook:
         self._resolutions: dict[str, _Resolution] = {}
         self._entries: dict[tuple[str, str | None, bool], _Entry] = {}
         self._warned: set[str] = set()
+        #: The data-residency region this book prices for (None: OpenAI's global hosts).
+        self._region: str | None = None
+        #: Region -> this book's view for that region (shared by the book and its views).
+        self._regional: dict[str, PriceBook] = {}
+        #: The book a regional view was made from (None for a book built with ``PriceBook()``).
+        self._parent: PriceBook | None = None
+        _register_book(self)
 
     @property
     def discount(self) -> Decimal:
         return self._discount
+
+    @property
+    def region(self) -> str | None:
+        """The OpenAI data-residency region this book prices for (``"eu"``), or None."""
+        return self._region
+
+    def for_base_url(self, base_url: object) -> PriceBook:
+        """The book for calls sent to ``base_url`` (a client's ``base_url``: str or ``httpx.URL``).
+
+        For one of OpenAI's data-residency hosts (``https://eu.api.openai.com/v1``, ``us.``, ...),
+        a view of this book that adds OpenAI's regional uplift (see the module doc); for any other
+        URL (``api.openai.com``, Azure, a proxy, None) this book itself. Views share this book's
+        overrides, aliases, resolutions and warnings, and are made once per region: call it per
+        client or per call, as convenient.
+        """
+        return self.in_region(data_residency_region(base_url))
+
+    def in_region(self, region: str | None) -> PriceBook:
+        """This book's view for OpenAI data-residency ``region`` (``"eu"``); None: the global book."""
+        root = self._root()
+        if not region:
+            return root
+        region = region.strip().lower()
+        view = root._regional.get(region)
+        if view is not None:
+            return view
+        with root._lock:
+            view = root._regional.get(region)
+            if view is None:
+                view = object.__new__(PriceBook)
+                view.__dict__.update(root.__dict__)  # shares resolutions, warnings, lock, views
+                view._entries = {}  # compiled rates differ: the uplift is in them
+                view._region = region
+                view._parent = root
+                root._regional[region] = view
+                _register_book(view)
+        return view
+
+    def _root(self) -> PriceBook:
+        return self._parent if self._parent is not None else self
 
     # -- public API --------------------------------------------------------------------------
 
@@ -450,8 +589,10 @@ class PriceBook:
         """The exact dollar cost of one call's ``usage`` (or its token counts) on ``model``.
 
         One call, because the long-context tier is decided by that call's prompt size. Pass the
-        ``service_tier`` the response reports and ``batch=True`` for Batch API results. Raises
-        ``UnknownModelError`` for an unknown model unless the book falls back (see the module doc).
+        ``service_tier`` the response reports and ``batch=True`` for Batch API results. Tool calls
+        are priced from ``web_search_requests`` and, when the usage has that field,
+        ``file_search_requests``. Raises ``UnknownModelError`` for an unknown model unless the book
+        falls back (see the module doc).
         """
         entry = self._entry(model, service_tier, batch)
         tier = entry.tier
@@ -467,10 +608,11 @@ class PriceBook:
         audio_out = usage.output_audio_tokens
         image_out = usage.output_image_tokens
         searches = usage.web_search_requests
-        # A negative count anywhere makes the bitwise OR negative: one comparison for all ten.
+        file_searches: int = getattr(usage, "file_search_requests", 0)
+        # A negative count anywhere makes the bitwise OR negative: one comparison for all eleven.
         if (
             prompt | completion | cached | cache_write | cache_write_1h | audio_in | image_in | audio_out
-            | image_out | searches
+            | image_out | searches | file_searches
         ) < 0:  # fmt: skip
             raise ValueError(f"usage has a negative token count: {usage!r}")
         while tier.long is not None and tier.threshold is not None and prompt > tier.threshold:
@@ -500,6 +642,7 @@ class PriceBook:
             + audio_out * tier.output_audio
             + image_out * tier.output_image
             + searches * tier.web_search
+            + file_searches * tier.file_search
         )
         return _money(total, entry.exponent)
 
@@ -597,6 +740,8 @@ class PriceBook:
                 entry = _Entry(None, 0, resolution.expires, model, resolution.hint)
             else:
                 rates = self._effective_rates(resolution, service_tier, batch)
+                if self._region is not None and _residency_uplift_applies(resolution):
+                    rates = rates.scaled(_residency_rules().uplift, tokens_only=True)
                 tier, exponent = _compile(rates.scaled(self._factor) if self._discount else rates)
                 entry = _Entry(tier, exponent, resolution.expires, model, "")
             if len(self._entries) >= _MAX_CACHE:
@@ -652,16 +797,16 @@ class PriceBook:
             raise TypeError(f"model must be a str, got {type(model).__name__}")
         found, chain, not_token_priced = self._lookup(model.strip())
         if found is not None:
-            price, info, expires = found
+            price, info, expires, batch = found
             if price.model != model:
                 price = ResolvedPrice(model, price.canonical, price.rates, price.source)
-            return _Resolution(price, info, expires)
+            return _Resolution(price, info, expires, batch=batch)
         if self._unknown_model == "warn":
             assert self._fallback is not None
             return _Resolution(ResolvedPrice(model, model, self._fallback, "fallback"), None, _NEVER)
         return _Resolution(None, None, _NEVER, self._unknown_hint(chain, not_token_priced))
 
-    def _lookup(self, name: str) -> tuple[tuple[ResolvedPrice, Any, float] | None, list[str], str | None]:
+    def _lookup(self, name: str) -> tuple[_Found | None, list[str], str | None]:
         """Resolve ``name`` without the unknown-model policy: (found, name chain, why unpriced)."""
         chain = [name]
         provider: str | None = None
@@ -671,7 +816,7 @@ class PriceBook:
             key = name if name in self._overrides else self._overrides_lower.get(name.lower())
             if key is not None:
                 override = ResolvedPrice(name, key, self._overrides[key], "override")
-                return (override, None, _NEVER), chain, None
+                return (override, None, _NEVER, None), chain, None
             target = self._aliases.get(name, self._aliases_lower.get(name.lower()))
             if target is not None:
                 name = target.strip()
@@ -679,11 +824,14 @@ class PriceBook:
                 continue
             prefix, slash, rest = name.partition("/")
             if slash and rest:
-                if prefix.lower() in _OPENAI_PREFIXES:
-                    name = rest
+                # The innermost prefix names the model's vendor: openrouter/openai/gpt-4o is gpt-4o.
+                lowered = prefix.lower()
+                if lowered in _OPENAI_PREFIXES:
+                    provider = None
+                    name = _without_azure_region(rest) if lowered in _AZURE_PREFIXES else rest
                     continue
-                if prefix.lower() in _genai().provider_ids:
-                    provider = prefix.lower()
+                if lowered in _genai().provider_ids:
+                    provider = lowered
                     name = rest
                     continue
             break
@@ -692,6 +840,8 @@ class PriceBook:
 
         data = _genai()
         not_token_priced: str | None = None
+        base = _fine_tune_base(name)
+        table = _fine_tune_rates(base) if base is not None else None
         hit = data.find(name, provider)
         if hit is not None:
             info, provider_id, own = hit
@@ -699,28 +849,51 @@ class PriceBook:
             rates = _rates_from_genai(info.get_prices(now))
             if rates is not None:
                 source = data.source if provider_id == "openai" else f"{data.source} ({provider_id})"
+                batch: ModelRates | None = None
+                if table is not None and provider_id == "openai":
+                    # genai-prices' fine-tuned rates, completed from OpenAI's table (cached input).
+                    filled = rates.filled_from(table.rates)
+                    if filled is not rates:
+                        source = f"{source}; rates it lacks from {table.source}"
+                    rates, batch = filled, table.batch
+                if base is not None:
+                    rates = self._with_tool_fees_of(base, provider, rates)
                 price = ResolvedPrice(name, info.id, rates, source)
-                return (price, info if own else None, _expiry(info, now)), chain, None
+                return (price, info if own else None, _expiry(info, now), batch), chain, None
             not_token_priced = info.id
 
-        base = _fine_tune_base(name)
         if base is not None:
-            found, base_chain, _ = self._lookup(base)
+            if table is not None:
+                rates = self._with_tool_fees_of(base, provider, table.rates)
+                price = ResolvedPrice(name, f"ft:{table.family}", rates, table.source)
+                return (price, None, _NEVER, table.batch), chain, None
+            found, base_chain, _ = self._lookup(_with_provider(provider, base))
             if found is not None:
-                price, _info, expires = found
+                price, _info, expires, _batch = found
                 source = f"{price.source}; {_FINE_TUNE_NOTE}"
                 price = ResolvedPrice(name, price.canonical, price.rates, source)
                 # Tier variants belong to the base model's standard service, not to fine-tunes.
-                return (price, None, expires), chain + base_chain[1:], None
-        snapshot = _DATED_SNAPSHOT.match(name)
-        if snapshot is not None:
-            found, base_chain, _ = self._lookup(snapshot["base"])
+                return (price, None, expires, None), chain + base_chain[1:], None
+        for other, note in _other_spellings(name):
+            found, _, _ = self._lookup(_with_provider(provider, other))
             if found is not None:
-                price, info, expires = found
-                note = f"undated {price.canonical} rates for an unlisted snapshot"
+                price, info, expires, batch = found
+                note = note.format(price.canonical)
                 price = ResolvedPrice(name, price.canonical, price.rates, f"{price.source}; {note}")
-                return (price, info, expires), chain, None
+                return (price, info, expires, batch), chain, None
         return None, chain, not_token_priced
+
+    def _with_tool_fees_of(self, base: str, provider: str | None, rates: ModelRates) -> ModelRates:
+        """A fine-tune's ``rates``, with the per-call tool fees it lacks taken from its base model.
+
+        OpenAI's tool fees (web search, file search) are per call, whichever model makes it.
+        """
+        if rates.web_search is not None and rates.file_search is not None:
+            return rates
+        found, _, _ = self._lookup(_with_provider(provider, base))
+        if found is None:
+            return rates
+        return rates.filled_from(_tool_fees(found[0].rates))
 
     def _alias_chain(self, name: str) -> list[str]:
         chain = [name]
@@ -763,7 +936,13 @@ class PriceBook:
         assert price is not None
         tier = (service_tier or "").strip().lower()
         if batch:
-            return self._variant(resolution, {"processing": "batch"}) or price.rates.scaled(_HALF)
+            variant = self._variant(resolution, {"processing": "batch"})
+            table = resolution.batch  # a fine-tune's published batch rates
+            if table is None:
+                return variant if variant is not None else price.rates.scaled(_HALF)
+            # Tool fees are per call, batch or not: the standard ones where the batch table has none.
+            rates = table if variant is None else variant.filled_from(table)
+            return rates.filled_from(_tool_fees(price.rates))
         if tier in _STANDARD_TIERS:
             return price.rates
         variant = self._variant(resolution, {"service_tier": tier})
@@ -801,11 +980,50 @@ _FINE_TUNE_NOTE: Final = "fine-tune priced at base model rates"
 
 
 def _fine_tune_base(name: str) -> str | None:
-    # ft:BASE:org:name:id (OpenAI) -> BASE
-    if not name.lower().startswith("ft:"):
-        return None
-    base = name[3:].split(":", 1)[0].strip()
-    return base or None
+    """The base model of a fine-tune: ``ft:BASE:org:name:id`` (OpenAI), ``BASE.ft-ID`` (Azure)."""
+    if name[:3].lower() == "ft:":
+        base = name[3:].split(":", 1)[0].strip()
+        return base or None
+    base, dot_ft, ident = name.partition(".ft-")
+    if dot_ft and base.strip() and ident:
+        return base.strip()
+    return None
+
+
+def _tool_fees(rates: ModelRates) -> ModelRates:
+    """Only the per-call tool fees of ``rates`` (to fill another model's with ``filled_from``)."""
+    return ModelRates(input=_ZERO, output=_ZERO, web_search=rates.web_search, file_search=rates.file_search)
+
+
+def _with_provider(provider: str | None, name: str) -> str:
+    return name if provider is None else f"{provider}/{name}"
+
+
+def _without_azure_region(rest: str) -> str:
+    """``eastus/gpt-4o`` (after ``azure/``) -> ``gpt-4o``; a provider prefix is kept."""
+    region, slash, model = rest.partition("/")
+    if not slash or not model or not region:
+        return rest
+    lowered = region.lower()
+    if lowered in _OPENAI_PREFIXES or lowered in _genai().provider_ids:
+        return rest
+    return model
+
+
+def _other_spellings(name: str) -> list[tuple[str, str]]:
+    """Names ``name`` may stand for, tried in order when it is not known: (name, source note)."""
+    lowered = name.lower()
+    out: list[tuple[str, str]] = []
+    if lowered.startswith("gpt-35"):  # Azure OpenAI spells gpt-3.5-turbo without the dot
+        out.append(("gpt-3.5" + name[6:], "Azure's name for {}"))
+    if lowered.endswith("-latest") and len(name) > 7:
+        out.append((name[:-7], "'-latest' alias priced as {}"))
+        if lowered.endswith("-chat-latest") and len(name) > 12:
+            out.append((name[:-12], "'-latest' alias priced as {}"))
+    snapshot = _DATED_SNAPSHOT.match(name)
+    if snapshot is not None:
+        out.append((snapshot["base"], "undated {} rates for an unlisted snapshot"))
+    return out
 
 
 def _rates_from_genai(model_price: Any) -> ModelRates | None:
@@ -908,6 +1126,7 @@ def _compile(rates: ModelRates) -> tuple[_Tier, int]:
             output_image=at(level.output_image, level.output),
             # Rates are per 1M tokens; this one per 1,000 searches: 1,000x per search at that scale.
             web_search=at(level.web_search, _ZERO) * 1000,
+            file_search=at(level.file_search, _ZERO) * 1000,
             threshold=level.long_context_threshold,
             long=None if level.long_context is None else build(level.long_context),
         )
@@ -963,26 +1182,81 @@ def _did_you_mean(word: str, options: tuple[str, ...]) -> str:
 # -- genai-prices, loaded on first use -----------------------------------------------------------
 
 
-class _GenaiData:
-    """The bundled genai-prices data, the lookups we need from it, and its version."""
+class PriceData:
+    """Which genai-prices data prices come from (:func:`price_data`, :func:`update_price_data`).
 
-    def __init__(self) -> None:
-        import genai_prices
-        from genai_prices.data import providers
+    ``origin`` is ``"installed"`` (the data bundled with the installed genai-prices; ``date`` is
+    when it was installed, None if unknown) or ``"fetched"`` (a copy :func:`update_price_data`
+    downloaded; ``date`` is when, ``path`` where it is cached and ``url`` where it came from).
+    """
+
+    __slots__ = ("date", "origin", "path", "url", "version")
+
+    def __init__(
+        self,
+        *,
+        origin: Literal["installed", "fetched"],
+        version: str,
+        date: datetime | None,
+        path: str | None = None,
+        url: str | None = None,
+    ) -> None:
+        self.origin = origin
+        #: The installed genai-prices' version (its parser read the data).
+        self.version = version
+        self.date = date
+        self.path = path
+        self.url = url
+
+    @property
+    def source(self) -> str:
+        """How ``ResolvedPrice.source`` names this data (``"genai-prices 0.2.3"``)."""
+        if self.origin == "fetched" and self.date is not None:
+            return f"genai-prices data of {self.date:%Y-%m-%d}"
+        return f"genai-prices {self.version}"
+
+    @property
+    def label(self) -> str:
+        """One line for people: what the data is and its date."""
+        if self.origin == "fetched":
+            when = "an unknown date" if self.date is None else f"{self.date:%Y-%m-%d %H:%M} UTC"
+            return f"genai-prices data fetched {when} (newer than installed genai-prices {self.version})"
+        when = "" if self.date is None else f", installed {self.date:%Y-%m-%d}"
+        return f"genai-prices {self.version} (bundled data{when})"
+
+    def __repr__(self) -> str:
+        return (
+            f"PriceData(origin={self.origin!r}, version={self.version!r}, date={self.date!r}, "
+            f"path={self.path!r}, url={self.url!r})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, PriceData):
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in self.__slots__)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class _GenaiData:
+    """One copy of genai-prices' data (bundled or fetched), the lookups we need from it."""
+
+    def __init__(self, providers: list[Any], info: PriceData) -> None:
         from genai_prices.data_snapshot import DataSnapshot
 
-        # Our own snapshot of the bundled data: a snapshot fetched by genai_prices.UpdatePrices
-        # (which lives in genai_prices.data_snapshot) is never consulted.
+        # Our own snapshot: a snapshot installed by genai_prices.UpdatePrices (which lives in
+        # genai_prices.data_snapshot) is never consulted.
         self._snapshot = DataSnapshot(providers=providers, from_auto_update=False)
-        self.version: str = genai_prices.__version__
-        self.source = f"genai-prices {self.version}"
+        self.info = info
+        self.version = info.version
+        self.source = info.source
         self.provider_ids = frozenset(provider.id for provider in providers)
         self._providers = {provider.id: provider for provider in providers}
         names: set[str] = set()
         openai = self._providers.get("openai")
-        for info in openai.models if openai is not None else ():
-            names.add(info.id.lower())
-            names.update(_clause_names(info.match))
+        for model in openai.models if openai is not None else ():
+            names.add(model.id.lower())
+            names.update(_clause_names(model.match))
         self.names = sorted(names)
 
     def find(self, name: str, provider: str | None) -> tuple[Any, str, bool] | None:
@@ -1021,9 +1295,443 @@ def _genai() -> _GenaiData:
     if data is None:
         with _genai_lock:
             if _genai_data is None:
-                _genai_data = _GenaiData()
+                _genai_data = _load_genai_data()
             data = _genai_data
     return data
+
+
+def _load_genai_data() -> _GenaiData:
+    """The fetched copy when it is newer than the installed package's data, else the bundled data."""
+    import genai_prices
+
+    version: str = genai_prices.__version__
+    installed = _installed_date()
+    cached = _read_cache(version, installed)
+    if cached is not None:
+        return cached
+    from genai_prices.data import providers
+
+    return _GenaiData(providers, PriceData(origin="installed", version=version, date=installed))
+
+
+def _install_genai_data(data: _GenaiData | None) -> None:
+    """Price with ``data`` from now on (None: load again on the next lookup), in every book."""
+    global _genai_data
+    with _genai_lock:
+        _genai_data = data
+    with _books_lock:
+        books = list(_books)
+    for book in books:
+        # Under the book's lock: a lookup in flight finishes (and is dropped) or starts afresh.
+        with book._lock:
+            book._resolutions.clear()
+            book._entries.clear()
+
+
+def price_data() -> PriceData:
+    """Which genai-prices data this process prices with (loads it, importing genai-prices)."""
+    return _genai().info
+
+
+# -- price data on disk: fetched on request, never at import or on a call's path -------------------
+
+#: How often :func:`start_price_updates` checks for newer data by default: once a day.
+UPDATE_INTERVAL: Final = 86_400.0
+_CACHE_DIR_ENV: Final = "BUDGETGUARD_CACHE_DIR"
+_CACHE_FILE: Final = "genai-prices.json"
+_CHECKED_FILE: Final = "genai-prices.checked"  # touched before every background check
+_CACHE_FORMAT: Final = 1
+
+_update_lock = threading.Lock()
+_update_thread: threading.Thread | None = None
+
+
+def _cache_dir() -> Path:
+    """``$BUDGETGUARD_CACHE_DIR``, else the platform's user cache directory + ``budgetguard``."""
+    import sys
+    from pathlib import Path
+
+    configured = os.environ.get(_CACHE_DIR_ENV, "").strip()
+    if configured:
+        return Path(configured).expanduser()
+    if sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA", "").strip() or str(Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = str(Path.home() / "Library" / "Caches")
+    else:
+        base = os.environ.get("XDG_CACHE_HOME", "").strip() or str(Path.home() / ".cache")
+    return Path(base) / "budgetguard"
+
+
+def _installed_date() -> datetime | None:
+    """When the installed genai-prices' data file was written (installed), UTC; None if unknown."""
+    from datetime import UTC, datetime
+    from importlib import metadata
+
+    try:
+        located = metadata.distribution("genai-prices").locate_file("genai_prices/data.py")
+        return datetime.fromtimestamp(os.stat(str(located)).st_mtime, UTC)
+    except (OSError, ValueError, metadata.PackageNotFoundError):
+        return None
+
+
+def _read_cache(version: str, installed: datetime | None) -> _GenaiData | None:
+    """The cached fetched data if there is some, newer than ``installed``; else None."""
+    import json
+    from datetime import UTC, datetime
+
+    path = _cache_dir() / _CACHE_FILE
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        warn(f"cannot read the cached price data {path} ({exc}); using the installed genai-prices data",
+             BudgetGuardWarning)  # fmt: skip
+        return None
+    try:
+        envelope = json.loads(raw)
+        if not isinstance(envelope, dict) or envelope.get("format") != _CACHE_FORMAT:
+            raise ValueError("not a budgetguard price data cache")
+        fetched = datetime.fromisoformat(str(envelope["fetched_at"]))
+        if fetched.tzinfo is None:
+            fetched = fetched.replace(tzinfo=UTC)
+        if installed is not None and fetched <= installed:
+            return None  # the installed package's data is newer
+        from genai_prices.types import _providers_from_raw
+
+        providers = _providers_from_raw(envelope["providers"])
+    except Exception as exc:  # any malformed file: fall back, and say so
+        warn(f"ignoring the cached price data {path} ({type(exc).__name__}: {exc}); "
+             "using the installed genai-prices data", BudgetGuardWarning)  # fmt: skip
+        return None
+    url = envelope.get("url")
+    info = PriceData(
+        origin="fetched",
+        version=version,
+        date=fetched,
+        path=str(path),
+        url=url if isinstance(url, str) else None,
+    )
+    return _GenaiData(providers, info)
+
+
+def update_price_data(*, url: str | None = None, timeout: float | None = None) -> PriceData:
+    """Fetch genai-prices' newest price data now, cache it on disk and price with it from now on.
+
+    The fetch goes through genai-prices' updater (``UpdatePrices``: its URL, default
+    ``genai_prices.update_prices.DEFAULT_UPDATE_URL``, its HTTP client, timeouts and parser); the
+    payload is written, with the time it was fetched, to ``genai-prices.json`` in the cache
+    directory (``$BUDGETGUARD_CACHE_DIR``, default ``~/.cache/budgetguard``). Processes started
+    later use it while it is newer than the installed genai-prices; this one switches to it now.
+    Raises ``BudgetGuardError`` when the data cannot be fetched, parsed or cached (the data in use
+    is then unchanged). Never called by budgetguard on its own: ``budgetguard prices --update``
+    calls it, and :func:`start_price_updates` when a configuration opts in.
+    """
+    import json
+    from datetime import UTC, datetime
+
+    import genai_prices
+    from genai_prices import update_prices
+
+    target = url or update_prices.DEFAULT_UPDATE_URL
+    fetcher = _caching_updater()(url=target)
+    if timeout is not None:
+        import httpx2
+
+        fetcher.request_timeout = httpx2.Timeout(timeout)
+    try:
+        fetcher.fetch()
+    except Exception as exc:
+        raise BudgetGuardError(
+            f"could not fetch price data from {target}: {type(exc).__name__}: {exc}"
+        ) from exc
+    fetched = datetime.now(UTC)
+    path = _cache_dir() / _CACHE_FILE
+    envelope = {
+        "format": _CACHE_FORMAT,
+        "fetched_at": fetched.isoformat(),
+        "url": target,
+        "genai_prices": genai_prices.__version__,
+        "providers": fetcher.payload,
+    }
+    try:
+        _write_atomically(path, json.dumps(envelope, separators=(",", ":")).encode())
+    except OSError as exc:
+        raise BudgetGuardError(f"could not cache the price data in {path}: {exc}") from exc
+    info = PriceData(
+        origin="fetched", version=genai_prices.__version__, date=fetched, path=str(path), url=target
+    )
+    _install_genai_data(_GenaiData(fetcher.providers, info))
+    return info
+
+
+def _caching_updater() -> type[Any]:
+    """genai-prices' ``UpdatePrices`` with a ``fetch()`` that keeps the payload for our cache.
+
+    Overriding ``fetch()`` is how ``UpdatePrices`` is customised; this one does what genai-prices'
+    does (GET the URL with its timeouts, check for a provider array, parse it with genai-prices'
+    parser) and also keeps the raw array, which a parsed snapshot cannot be turned back into.
+    It is only ever called directly: the updater's background thread is never started.
+    """
+    from genai_prices.update_prices import UpdatePrices
+
+    class _CachingUpdatePrices(UpdatePrices):
+        payload: list[Any] | None = None
+        providers: list[Any] | None = None
+
+        def fetch(self) -> Any:
+            import json
+
+            import httpx2
+            from genai_prices import data_snapshot
+            from genai_prices.types import _providers_from_raw
+
+            response = httpx2.get(self.url, timeout=self.request_timeout)
+            response.raise_for_status()
+            payload = json.loads(response.content)
+            if not isinstance(payload, list):
+                raise ValueError("Expected fetched prices payload to be a provider array")
+            providers = _providers_from_raw(payload)
+            self.payload, self.providers = payload, providers
+            return data_snapshot.DataSnapshot(providers, from_auto_update=True)
+
+    return _CachingUpdatePrices
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=str(path.parent))
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+def start_price_updates(
+    *, interval: float = UPDATE_INTERVAL, url: str | None = None
+) -> threading.Thread | None:
+    """Opted in by configuration: fetch newer price data in a background thread, at most once a day.
+
+    Returns at once. When neither a fetch nor a check happened in the last ``interval`` seconds
+    (the cache file's and a marker file's times, so across processes too), starts a daemon thread
+    that calls :func:`update_price_data` and returns it; otherwise returns None. A failed fetch is
+    logged (logger ``budgetguard``, WARNING) and tried again after ``interval``; prices stay as
+    they were. Never called at import or on a call's path.
+    """
+    global _update_thread
+    directory = _cache_dir()
+    marker = directory / _CHECKED_FILE
+    times = [_mtime(directory / _CACHE_FILE), _mtime(marker)]
+    last = max((t for t in times if t is not None), default=None)
+    if last is not None and _wall_time() - last < interval:
+        return None
+    with _update_lock:
+        running = _update_thread
+        if running is not None and running.is_alive():
+            return running
+        thread = threading.Thread(
+            target=_update_in_background, args=(url, marker), name="budgetguard-price-update", daemon=True
+        )
+        _update_thread = thread
+        thread.start()
+    return thread
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return None
+
+
+def _update_in_background(url: str | None, marker: Path) -> None:
+    import logging
+
+    log = logging.getLogger("budgetguard")
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+        info = update_price_data(url=url)
+    except Exception as exc:
+        log.warning("budgetguard: background price update failed, prices unchanged: %s", exc)
+    else:
+        log.info("budgetguard: price data updated: %s", info.label)
+
+
+# -- OpenAI's tables genai-prices lacks (budgetguard/_data/openai_prices.json) --------------------
+
+
+class _FineTune:
+    """A fine-tuned model family's published inference rates."""
+
+    __slots__ = ("batch", "family", "rates", "source")
+
+    def __init__(self, family: str, rates: ModelRates, batch: ModelRates | None, source: str) -> None:
+        self.family = family
+        self.rates = rates
+        self.batch = batch
+        self.source = source
+
+
+class _Residency:
+    """OpenAI's data-residency uplift and the models it applies to."""
+
+    __slots__ = ("first_version", "released_on_or_after", "uplift")
+
+    def __init__(self, uplift: Decimal, released_on_or_after: date, first_version: tuple[int, int]) -> None:
+        self.uplift = uplift
+        self.released_on_or_after = released_on_or_after
+        self.first_version = first_version
+
+
+_tables: tuple[dict[str, _FineTune], _Residency] | None = None
+
+
+def _openai_tables() -> tuple[dict[str, _FineTune], _Residency]:
+    global _tables
+    tables = _tables
+    if tables is None:
+        tables = _tables = _load_openai_tables()
+    return tables
+
+
+def _load_openai_tables() -> tuple[dict[str, _FineTune], _Residency]:
+    import json
+    from datetime import date
+    from importlib import resources
+
+    text = resources.files("budgetguard").joinpath("_data", "openai_prices.json").read_text(encoding="utf-8")
+    data = json.loads(text)
+    fine_tuned = data["fine_tuned"]
+    source = f"OpenAI fine-tuning prices of {fine_tuned['as_of']}"
+
+    def rates(row: Mapping[str, Any], where: str) -> ModelRates:
+        fields = {key: value for key, value in row.items() if key in _RATE_FIELDS}
+        return ModelRates.from_mapping(fields, where=where)
+
+    table: dict[str, _FineTune] = {}
+    for family, row in fine_tuned["models"].items():
+        where = f"openai_prices.json fine_tuned.models.{family}"
+        batch = rates(row["batch"], f"{where}.batch") if "batch" in row else None
+        table[family] = _FineTune(family, rates(row, where), batch, source)
+    residency = data["data_residency"]
+    major, _, minor = str(residency["first_gpt_version"]).partition(".")
+    rules = _Residency(
+        Decimal(residency["uplift"]),
+        date.fromisoformat(residency["released_on_or_after"]),
+        (int(major), int(minor or 0)),
+    )
+    return table, rules
+
+
+def _fine_tune_rates(base: str) -> _FineTune | None:
+    """The published fine-tuned rates for fine-tunes of ``base`` (any snapshot of its family)."""
+    family = _BASE_DATE.sub("", base.strip().lower())
+    if family.startswith("gpt-35"):
+        family = "gpt-3.5" + family[6:]
+    return _openai_tables()[0].get(family)
+
+
+def _residency_rules() -> _Residency:
+    return _openai_tables()[1]
+
+
+def data_residency_region(base_url: object) -> str | None:
+    """The OpenAI data-residency region ``base_url`` is a host of (``"eu"``), or None.
+
+    ``base_url`` is a client's ``base_url`` (str or ``httpx.URL``): ``https://eu.api.openai.com/v1``
+    gives ``"eu"``; ``https://api.openai.com/v1``, other hosts and None give None.
+    """
+    if base_url is None:
+        return None
+    text = str(base_url).strip()
+    if not text:
+        return None
+    from urllib.parse import urlsplit
+
+    try:
+        host = urlsplit(text if "//" in text else f"//{text}").hostname
+    except ValueError:
+        return None
+    match = _REGIONAL_HOST.match(host or "")
+    return match["region"] if match else None
+
+
+def _residency_uplift_applies(resolution: _Resolution) -> bool:
+    """Whether OpenAI's data-residency uplift applies: the model was released on or after its date.
+
+    Decided by the first of: a snapshot date the name asked for or priced as ends with; the dates
+    genai-prices lists for the model (its earliest); its GPT version (gpt-5.4 and later).
+    """
+    price = resolution.price
+    if price is None:
+        return False
+    rules = _residency_rules()
+    for name in (price.model, price.canonical):
+        released = _snapshot_date(name)
+        if released is not None:
+            return released >= rules.released_on_or_after
+    info = resolution.info
+    if info is not None:
+        dates = _clause_dates(info.match)
+        if dates:
+            return min(dates) >= rules.released_on_or_after
+    version = _gpt_version(price.canonical)
+    return version is not None and version >= rules.first_version
+
+
+def _snapshot_date(name: str) -> date | None:
+    from datetime import date
+
+    match = _SNAPSHOT_DATE.search(name.strip())
+    if match is None:
+        return None
+    try:
+        return date(int(match[1]), int(match[2]), int(match[3]))
+    except ValueError:
+        return None
+
+
+def _clause_dates(clause: Any) -> list[date]:
+    """Snapshot dates named literally in a genai-prices match clause."""
+    from datetime import date
+
+    found: list[date] = []
+    for name in _clause_names(clause):
+        for year, month, day in _CLAUSE_DATE.findall(name):
+            try:
+                found.append(date(int(year), int(month), int(day)))
+            except ValueError:
+                continue
+    return found
+
+
+def _gpt_version(name: str) -> tuple[int, int] | None:
+    lowered = name.strip().lower()
+    if lowered.startswith("gpt-35"):
+        lowered = "gpt-3.5" + lowered[6:]
+    match = _GPT_VERSION.match(lowered)
+    if match is None:
+        return None
+    return int(match[1]), int(match[2] or 0)
+
+
+# -- every book, so new price data reaches them ------------------------------------------------------
+
+_books: weakref.WeakSet[PriceBook] = weakref.WeakSet()
+_books_lock = threading.Lock()
+
+
+def _register_book(book: PriceBook) -> None:
+    with _books_lock:
+        _books.add(book)
 
 
 # -- the process-wide book -----------------------------------------------------------------------

@@ -123,13 +123,30 @@ class Scope(Tally):
         self.name = name or type(self).__name__.lower()
         #: Once entered, charged for every call in the process, whatever thread or task makes it.
         self.process_wide = process_wide
+        self._open_entries = 0
+
+    def _new_entry(self, tally: Tally | None = None) -> Entry:
+        """An activation of this scope (a ``with`` block or an invocation)."""
+        with self._lock:
+            self._open_entries += 1
+        return Entry(self, tally)
+
+    def _entry_ended(self) -> None:
+        with self._lock:
+            self._open_entries -= 1
+            last = self._open_entries == 0
+        if last:
+            self._last_entry_ended()
+
+    def _last_entry_ended(self) -> None:
+        """No activation of this scope is left anywhere in the process."""
 
     # -- entering and leaving ------------------------------------------------------------------
     def __enter__(self) -> Any:
         if self.process_wide:
-            _context.push_process(Entry(self))
+            _context.push_process(self._new_entry())
         else:
-            _context.push(Entry(self))
+            _context.push(self._new_entry())
         return self
 
     def __exit__(
@@ -239,7 +256,7 @@ class Scope(Tally):
     def _invocation(self, tally: Tally) -> Entry:
         with tally._lock:
             tally.invocations += 1
-        return Entry(self._for_invocation(), tally)
+        return self._for_invocation()._new_entry(tally)
 
 
 def _drive(gen: Generator[Any, Any, Any], entry: Entry) -> Generator[Any, Any, Any]:
@@ -502,6 +519,10 @@ class Budget(Scope):
         )
         return f"Budget({caps}, name={self.name!r}, on_exceed={self.policy.name!r})"
 
+    def _last_entry_ended(self) -> None:
+        # Slices of the budget a leasing ledger holds for this process go back to the store.
+        self._ledger.return_leases(self._ledger_key)
+
     # -- the reservation interface the call path uses -------------------------------------------
     def reserve(self, amount: Amount, *, enforce: bool = True) -> Hold | Refused:
         """Hold ``amount`` against the caps (or, ``enforce=False``, past them: a soft cap)."""
@@ -582,6 +603,17 @@ class Budget(Scope):
 _NO_LIMITS = Limits()
 
 
+def _scope_entry_ended(entry: Entry) -> None:
+    entry.scope._entry_ended()
+
+
+async def _scope_entry_ended_async(entry: Entry) -> None:
+    entry.scope._entry_ended()
+
+
+_context.on_entry_end(_scope_entry_ended, _scope_entry_ended_async)
+
+
 def named_budget(name: str, key: str | None = None, *, process_wide: bool | None = None) -> Budget:
     """The configured budget ``name`` (one object per name, key and reach per configuration)."""
     config = active_config()  # may load $BUDGETGUARD_CONFIG, which installs new settings
@@ -612,11 +644,7 @@ def named_budget(name: str, key: str | None = None, *, process_wide: bool | None
                 alerts=spec.alerts,
                 on_alert=spec.on_alert,
                 window=spec.window,
-                store=named.memory
-                if spec.store == DEFAULT_STORE
-                else open_ledger(spec.store, fail_open=True)
-                if spec.fail_open
-                else spec.store,
+                store=_named_store(spec, named),
                 key=key,
                 hold_ttl=spec.hold_ttl,
                 shared=True,
@@ -625,6 +653,16 @@ def named_budget(name: str, key: str | None = None, *, process_wide: bool | None
             )
             named.put((name, key, process_wide), budget)
         return budget
+
+
+def _named_store(spec: Any, named: _NamedBudgets) -> Ledger | str:
+    """The store a configured budget opens: with its options (fail-open, leases) if it has any."""
+    options = dict(spec.store_options)
+    if spec.fail_open:
+        options["fail_open"] = True
+    if options:
+        return open_ledger(spec.store, **options)
+    return named.memory if spec.store == DEFAULT_STORE else spec.store
 
 
 class _NamedBudgets:

@@ -12,10 +12,20 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
-import pytest
+try:  # the benchmarks use the helpers without pytest
+    import pytest
+except ImportError:  # pragma: no cover
+    pytest = None  # type: ignore[assignment]
+
+
+def _session_fixture(function: Callable[..., Any]) -> Any:
+    """``pytest.fixture(scope="session")``, or the plain function where pytest is not installed."""
+    return function if pytest is None else pytest.fixture(scope="session")(function)
+
 
 __all__ = ["INSTALL_HINT", "RedisServer", "find_redis_server", "redis_url", "start_redis_server"]
 
@@ -121,7 +131,7 @@ _shared: RedisServer | None = None
 _users = 0
 
 
-@pytest.fixture(scope="session")
+@_session_fixture
 def redis_url() -> Iterator[str]:
     """The URL of a real redis-server started for this test session on a free port.
 

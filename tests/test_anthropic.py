@@ -267,7 +267,9 @@ async def test_pydantic_ai_anthropic_model_is_counted(sim: Simulator) -> None:
             base_url=sim.anthropic_base_url, api_key="sim", max_retries=0
         )
     )
-    agent = Agent(AnthropicModel(MODEL, provider=provider))
+    # pydantic-ai always sends max_tokens (its default is the model's maximum): a budget
+    # reserves what the request asks for, so a small budget needs a small setting.
+    agent = Agent(AnthropicModel(MODEL, provider=provider), model_settings={"max_tokens": 200})
     async with bg.Budget(max_usd=1) as budget:
         await agent.run("Say hi")
     assert budget.usage.requests == 1 and budget.reserved_usd == 0

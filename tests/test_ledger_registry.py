@@ -126,14 +126,22 @@ def test_a_custom_backend_refuses_its_bad_uris_and_options(my_store: type[_Base]
 
 def test_an_unknown_scheme_lists_every_registered_one_including_custom_ones(my_store: type[_Base]) -> None:
     message = "unknown store scheme 'postgres' in 'postgres://db': known schemes are " + (
-        "memory://, sqlite://, redis://, rediss://, mystore://"
+        "memory://, sqlite://, redis://, rediss://, redis+cluster://, rediss+cluster://, mystore://"
     )
     with pytest.raises(ConfigError) as caught:
         open_ledger("postgres://db")
     assert str(caught.value) == message
     with pytest.raises(ConfigError, match=r"expected one of memory://, .*, mystore://name$"):
         open_ledger("spend.db")
-    assert ledger_schemes() == ("memory", "sqlite", "redis", "rediss", "mystore")
+    assert ledger_schemes() == (
+        "memory",
+        "sqlite",
+        "redis",
+        "rediss",
+        "redis+cluster",
+        "rediss+cluster",
+        "mystore",
+    )
     assert ledger_schemes("region") == ("mystore",)
 
 
@@ -185,9 +193,10 @@ def test_fail_open_is_for_the_backends_that_take_it(my_store: type[_Base]) -> No
     with pytest.raises(ConfigError) as caught:
         parse_config("version: 1\nbudgets:\n  b:\n    store: mystore://x\n    fail_open: true\n")
     assert caught.value.key == "budgets.b.fail_open"
-    assert "fail_open applies to redis://, rediss:// stores; this budget's store is 'mystore://x'" in str(
-        caught.value
-    )
+    assert (
+        "fail_open applies to redis://, rediss://, redis+cluster://, rediss+cluster:// stores; "
+        "this budget's store is 'mystore://x'"
+    ) in str(caught.value)
 
     class OpenStore(_Base):
         schemes = ("openstore",)
@@ -286,7 +295,7 @@ def test_a_subclass_that_declares_no_schemes_registers_nothing() -> None:
         pass
 
     assert type(open_ledger("memory://")) is MemoryLedger
-    assert ledger_schemes() == ("memory", "sqlite", "redis", "rediss")
+    assert ledger_schemes() == ("memory", "sqlite", "redis", "rediss", "redis+cluster", "rediss+cluster")
 
 
 # --- the built-in backends -------------------------------------------------------------------------
@@ -298,12 +307,12 @@ def test_a_subclass_that_declares_no_schemes_registers_nothing() -> None:
         (
             "spend.db",
             "invalid store URI 'spend.db': expected one of memory://, sqlite:///relative/path.db, "
-            "sqlite:////absolute/path.db, redis://host:6379/0",
+            "sqlite:////absolute/path.db, redis://host:6379/0, redis+cluster://host:6379,host:6380",
         ),
         (
             "postgres://db/x",
             "unknown store scheme 'postgres' in 'postgres://db/x': known schemes are "
-            "memory://, sqlite://, redis://, rediss://",
+            "memory://, sqlite://, redis://, rediss://, redis+cluster://, rediss+cluster://",
         ),
         (
             "sqlite://spend.db",
@@ -337,7 +346,7 @@ def test_built_in_backends_declare_their_schemes() -> None:
     assert MemoryLedger.schemes == ("memory",)
     assert SQLiteLedger.schemes == ("sqlite",)
     assert RedisLedger.schemes == ("redis", "rediss")
-    assert ledger_schemes("fail_open") == ("redis", "rediss")
+    assert ledger_schemes("fail_open") == ("redis", "rediss", "redis+cluster", "rediss+cluster")
     assert check_store_uri("redis://localhost:6379/0", fail_open=True) is RedisLedger
     with pytest.raises(ConfigError, match=r"invalid option for a sqlite:// ledger: fail_open"):
         check_store_uri("sqlite:///x.db", fail_open=True)

@@ -200,3 +200,28 @@ def test_a_named_budget_configured_process_wide_counts_calls_from_any_thread(
     assert bg.Budget.named("proc", process_wide=False) is not budget
     with bg.Budget.named("strict"), pytest.raises(bg.BudgetExceeded):
         client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+
+
+def test_a_configured_lease_is_taken_by_a_busy_budget_and_returned_when_its_last_entry_ends(
+    tmp_path: Path, client: Any
+) -> None:
+    from budgetguard._ledger import LeasingLedger, open_ledger
+
+    store = f"sqlite:///{tmp_path / 'spend.db'}"
+    config = tmp_path / "bg.yaml"
+    config.write_text(
+        f"version: 1\nbudgets:\n  busy:\n    max_usd: 1\n    store: {store}\n    lease_usd: 0.01\n"
+    )
+    bg.configure(config)
+    plain = open_ledger(store)  # the same store, seen without a lease
+    budget = bg.Budget.named("busy")
+    assert isinstance(budget.ledger, LeasingLedger)
+    with budget:
+        for _ in range(3):  # busy: a lease is taken from the second reservation on
+            client.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], max_tokens=5
+            )
+        held = plain.snapshot(budget.ledger_key, None).reserved.usd
+    assert held > 0  # the slice was held in the store while the budget was in use
+    assert plain.snapshot(budget.ledger_key, None).reserved.usd == 0  # and returned at its end
+    assert plain.snapshot(budget.ledger_key, None).spent.usd == budget.usage.cost_usd > 0

@@ -283,14 +283,15 @@ def test_a_fine_tune_with_known_fine_tuned_rates_uses_them(book: PriceBook) -> N
 
 def test_a_fine_tune_without_fine_tuned_rates_is_priced_at_its_base_model_with_one_warning() -> None:
     book = PriceBook()
-    name = "ft:gpt-4.1-2025-04-14:my-org:support:abc123"
+    # OpenAI publishes no fine-tuned rates for gpt-5 (neither genai-prices nor the table has any).
+    name = "ft:gpt-5-2025-08-07:my-org:support:abc123"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         price = book.resolve(name)
         book.cost(ONE_M, name)
         book.cost(ONE_M, name)
-    assert price.canonical == "gpt-4.1"
-    assert price.rates == book.resolve("gpt-4.1").rates
+    assert price.canonical == "gpt-5"
+    assert price.rates == book.resolve("gpt-5").rates
     assert "base model" in price.source
     assert [type(w.message) for w in caught] == [UnknownModelWarning]
     assert name in str(caught[0].message)
@@ -706,3 +707,257 @@ def test_overrides_price_one_hour_cache_writes_and_web_searches() -> None:
                   web_search_requests=1000)  # fmt: skip
     # No cache_write_1h rate: one-hour writes cost what other cache writes cost.
     assert book.cost(usage, "m") == Decimal("1.25") + Decimal(5)
+
+
+# -- pricing truth: fine-tunes, Azure names, regional hosts, prefixes, aliases (issue 10 item 6) ------
+
+# One call with plain, cached and reasoning tokens: 10,000 prompt tokens of which 4,000 cached, and
+# 3,000 completion tokens of which 2,000 reasoning (billed as output).
+MIXED = Usage(prompt_tokens=10_000, completion_tokens=3_000, cached_tokens=4_000, reasoning_tokens=2_000)
+
+
+def published(input_rate: str, cached_rate: str | None, output_rate: str, *, uplift: str = "1") -> Decimal:
+    """MIXED's cost at published rates (USD per 1M tokens); no cached rate: cached tokens at input."""
+    cached = cached_rate if cached_rate is not None else input_rate
+    base = usd(6_000, input_rate) + usd(4_000, cached) + usd(3_000, output_rate)
+    return base * D(uplift)
+
+
+# Published prices, typed in from OpenAI's pages, not read from budgetguard's table:
+# fine-tuned inference (https://developers.openai.com/api/docs/pricing, Fine-tuning, Standard);
+# legacy gpt-3.5 snapshots (same page, Legacy models); data residency +10% for models released on
+# or after 2026-03-05 (https://developers.openai.com/api/docs/guides/data-residency).
+PRICING_CLASSES = [
+    # OpenAI fine-tunes: their own rates, with their own cached-input rate.
+    ("ft:gpt-4.1-2025-04-14:acme:support:a1b2", None, published("3.00", "0.75", "12.00")),
+    ("ft:gpt-4.1-mini-2025-04-14:acme::a1b2", None, published("0.80", "0.20", "3.20")),
+    ("ft:gpt-4.1-nano-2025-04-14:acme::a1b2", None, published("0.20", "0.05", "0.80")),
+    ("ft:o4-mini-2025-04-16:acme::a1b2", None, published("4.00", "1.00", "16.00")),
+    ("ft:gpt-4o-2024-08-06:acme::a1b2", None, published("3.75", "1.875", "15.00")),
+    ("ft:gpt-4o-mini-2024-07-18:acme::a1b2", None, published("0.30", "0.15", "1.20")),
+    ("ft:gpt-4o-mini-2024-07-18:acme:name:a1b2:ckpt-step-88", None, published("0.30", "0.15", "1.20")),
+    ("ft:gpt-3.5-turbo-0125:acme::a1b2", None, published("3.00", None, "6.00")),
+    ("ft:davinci-002:acme::a1b2", None, published("12.00", None, "12.00")),
+    ("ft:babbage-002:acme::a1b2", None, published("1.60", None, "1.60")),
+    # Azure fine-tune deployments' model names: <base>.ft-<id>.
+    ("gpt-4o-mini-2024-07-18.ft-0e208cf33a6a466994aff31a08aba678", None, published("0.30", "0.15", "1.20")),
+    ("gpt-4.1-2025-04-14.ft-5b2c1f9e8a7d4c3b9e1f", None, published("3.00", "0.75", "12.00")),
+    ("gpt-35-turbo-0125.ft-9f8e7d6c5b4a", None, published("3.00", None, "6.00")),
+    # Azure's spellings of OpenAI's names.
+    ("gpt-35-turbo-0613", None, published("1.50", None, "2.00")),
+    ("gpt-35-turbo-16k", None, published("3.00", None, "4.00")),
+    ("gpt-35-turbo-1106", None, published("1.00", None, "2.00")),
+    # Data residency: x1.1 on the regional hosts for models released on or after 2026-03-05 only.
+    ("gpt-5.4", "https://eu.api.openai.com/v1", published("2.50", "0.25", "15.00", uplift="1.1")),
+    ("gpt-5.4-mini", "https://us.api.openai.com/v1/", published("0.75", "0.075", "4.50", uplift="1.1")),
+    ("gpt-5.4-2026-03-05", "https://eu.api.openai.com/v1", published("2.50", "0.25", "15.00", uplift="1.1")),
+    ("gpt-5.5", "https://eu.api.openai.com/v1", published("5.00", "0.50", "30.00", uplift="1.1")),
+    ("gpt-5.4", "https://api.openai.com/v1", published("2.50", "0.25", "15.00")),
+    ("gpt-4o", "https://eu.api.openai.com/v1", published("2.50", "1.25", "10.00")),
+    ("gpt-4.1-mini", "https://us.api.openai.com/v1", published("0.40", "0.10", "1.60")),
+    ("ft:gpt-4.1-2025-04-14:acme::a1b2", "https://eu.api.openai.com/v1", published("3.00", "0.75", "12.00")),
+    # Provider-prefixed names: the model they name.
+    ("openrouter/openai/gpt-4o", None, published("2.50", "1.25", "10.00")),
+    ("azure/eastus/gpt-4o", None, published("2.50", "1.25", "10.00")),
+    ("azure/swedencentral/gpt-4.1-mini", None, published("0.40", "0.10", "1.60")),
+    ("openai/gpt-4.1", None, published("2.00", "0.50", "8.00")),
+    # OpenAI's -latest aliases: their current target.
+    ("gpt-5-chat-latest", None, published("1.25", "0.125", "10.00")),
+    ("chatgpt-4o-latest", None, published("5.00", None, "15.00")),
+    ("codex-mini-latest", None, published("1.50", "0.375", "6.00")),
+]
+
+
+@pytest.mark.parametrize(("model", "base_url", "expected"), PRICING_CLASSES)
+def test_every_pricing_class_equals_the_providers_published_price_for_cached_reasoning_and_plain_tokens(
+    model: str, base_url: str | None, expected: Decimal
+) -> None:
+    book = PriceBook().for_base_url(base_url)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a published price, not a guess: no warning
+        assert book.cost(MIXED, model) == expected
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        "ft:gpt-99-preview-2031-01-01:acme::a1b2",  # a fine-tune of a base nobody prices
+        "mystery-base.ft-0e208cf33a6a",
+        "azure/eastus/prod-chat-deployment",  # a deployment name, not a model: needs an alias
+        "openrouter/acme/secret-model",
+        "gpt-35-nonsense",
+        "nothing-known-latest",
+    ],
+)
+def test_where_a_price_cannot_be_known_the_unknown_model_rules_apply(model: str) -> None:
+    with pytest.raises(UnknownModelError):
+        PriceBook().cost(MIXED, model)
+    book = PriceBook(unknown_model="warn", fallback=SIMPLE)
+    with pytest.warns(UnknownModelWarning, match="fallback"):
+        assert book.cost(MIXED, model) == usd(10_000, "2") + usd(3_000, "8")
+
+
+def test_fine_tuned_rates_are_well_above_their_base_models_rates(book: PriceBook) -> None:
+    for base, ratio in [("gpt-4.1-nano", 2), ("gpt-4.1-mini", 2), ("gpt-4.1", D("1.5")), ("o4-mini", 3)]:
+        tuned = book.resolve(f"ft:{base}-2025-04-1{'6' if base == 'o4-mini' else '4'}:acme::x")
+        assert tuned.rates.input >= book.resolve(base).rates.input * ratio
+        assert tuned.rates.cached_input is not None
+
+
+def test_fine_tunes_use_the_published_fine_tuning_batch_rates(book: PriceBook) -> None:
+    assert book.cost(MIXED, "ft:gpt-4.1-2025-04-14:acme::a1b2", batch=True) == published(
+        "1.50", "0.50", "6.00"
+    )
+    # genai-prices' batch variant, completed with the table's batch cached-input rate.
+    expected = published("0.15", "0.075", "0.60")
+    assert book.cost(MIXED, "ft:gpt-4o-mini-2024-07-18:acme::a1b2", batch=True) == expected
+
+
+def test_fine_tunes_pay_their_base_models_tool_fees(book: PriceBook) -> None:
+    rates = book.resolve("ft:gpt-4.1-2025-04-14:acme::a1b2").rates
+    assert (rates.web_search, rates.file_search) == (D("10"), D("2.5"))
+    searched = Usage(prompt_tokens=1000, web_search_requests=3)
+    assert book.cost(searched, "ft:gpt-4.1-2025-04-14:acme::a1b2") == usd(1000, "3") + D("0.03")
+    assert book.cost(searched, "ft:gpt-4.1-2025-04-14:acme::a1b2", batch=True) == usd(1000, "1.5") + D("0.03")
+
+
+def test_the_fine_tuning_table_names_its_source_and_date_and_holds_the_published_rates() -> None:
+    import json
+    from importlib import resources
+
+    data = json.loads(
+        resources.files("budgetguard").joinpath("_data", "openai_prices.json").read_text(encoding="utf-8")
+    )
+    table = data["fine_tuned"]
+    assert table["source"].startswith("https://developers.openai.com/api/docs/pricing")
+    assert table["as_of"] == "2026-08-05"
+    standard = {
+        family: (row["input"], row.get("cached_input"), row["output"])
+        for family, row in table["models"].items()
+    }
+    assert standard == {
+        "o4-mini": ("4.00", "1.00", "16.00"),
+        "gpt-4.1": ("3.00", "0.75", "12.00"),
+        "gpt-4.1-mini": ("0.80", "0.20", "3.20"),
+        "gpt-4.1-nano": ("0.20", "0.05", "0.80"),
+        "gpt-4o": ("3.75", "1.875", "15.00"),
+        "gpt-4o-mini": ("0.30", "0.15", "1.20"),
+        "gpt-3.5-turbo": ("3.00", None, "6.00"),
+        "davinci-002": ("12.00", None, "12.00"),
+        "babbage-002": ("1.60", None, "1.60"),
+    }
+    residency = data["data_residency"]
+    assert (residency["uplift"], residency["released_on_or_after"]) == ("1.1", "2026-03-05")
+
+
+def test_a_fine_tune_source_names_the_table_and_an_override_still_wins(book: PriceBook) -> None:
+    price = book.resolve("ft:o4-mini-2025-04-16:acme::a1b2")
+    assert (price.canonical, price.source) == ("ft:o4-mini", "OpenAI fine-tuning prices of 2026-08-05")
+    filled = book.resolve("ft:gpt-4o-2024-08-06:acme::a1b2")
+    assert filled.source.startswith("genai-prices ") and "fine-tuning prices" in filled.source
+    # Fine-tunes made with data sharing are billed at half: an override says so.
+    shared = PriceBook(overrides={"ft:o4-mini-2025-04-16:acme::shared": ModelRates(
+        input=D("2"), output=D("8"), cached_input=D("0.5"))})  # fmt: skip
+    assert shared.cost(MIXED, "ft:o4-mini-2025-04-16:acme::shared") == published("2", "0.5", "8")
+
+
+@pytest.mark.parametrize(
+    ("base_url", "region"),
+    [
+        ("https://eu.api.openai.com/v1", "eu"),
+        ("https://us.api.openai.com/v1/", "us"),
+        ("https://jp.api.openai.com", "jp"),
+        ("eu.api.openai.com", "eu"),
+        ("https://api.openai.com/v1", None),
+        ("https://my-resource.openai.azure.com/openai/deployments/x", None),
+        ("http://127.0.0.1:8000/v1", None),
+        ("https://eu.api.openai.com.evil.example/v1", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_the_data_residency_region_is_read_from_the_clients_base_url(
+    base_url: str | None, region: str | None
+) -> None:
+    from budgetguard._pricing import data_residency_region
+
+    assert data_residency_region(base_url) == region
+
+
+def test_regional_books_are_views_of_one_book(book: PriceBook) -> None:
+    import httpx
+
+    eu = book.for_base_url(httpx.URL("https://eu.api.openai.com/v1/"))
+    assert eu.region == "eu" and book.region is None
+    assert book.for_base_url("https://eu.api.openai.com/v1") is eu
+    assert eu.for_base_url("https://api.openai.com/v1") is book
+    assert eu.for_base_url("https://us.api.openai.com/v1") is book.in_region("us")
+    assert book.for_base_url(None) is book
+    assert eu.resolve("gpt-5.4") == book.resolve("gpt-5.4")  # resolve() reports list prices
+
+
+def test_the_regional_uplift_is_on_tokens_and_reservations_not_on_tool_fees() -> None:
+    book = PriceBook(discount=D("0.1"))
+    eu = book.in_region("eu")
+    searches = Usage(web_search_requests=1000)
+    assert eu.cost(searches, "gpt-5.4") == book.cost(searches, "gpt-5.4") == D("10") * D("0.9")
+    assert eu.cost(ONE_M, "gpt-5.4") == book.cost(ONE_M, "gpt-5.4") * D("1.1")
+    assert eu.cost_bounds("gpt-5.4", M, M)[1] == book.cost_bounds("gpt-5.4", M, M)[1] * D("1.1")
+    assert eu.max_cost_picos("gpt-5.4", M, M) == book.max_cost_picos("gpt-5.4", M, M) * 11 // 10
+
+
+def test_the_regional_uplift_follows_the_release_date_of_the_model(book: PriceBook) -> None:
+    eu = book.in_region("eu")
+
+    def uplifted(model: str) -> bool:
+        return eu.cost(ONE_M, model) != book.cost(ONE_M, model)
+
+    # Dates genai-prices lists for the model, a snapshot date asked for, else the GPT version.
+    assert uplifted("gpt-5.4-nano") and uplifted("gpt-5.5-pro") and uplifted("gpt-5.6-sol")
+    assert not uplifted("gpt-5.3") and not uplifted("gpt-5.2") and not uplifted("o3")
+    assert not uplifted("text-embedding-3-small") and not uplifted("gpt-4o-2024-05-13")
+    assert uplifted("gpt-5-mini-2031-01-01")  # an unlisted snapshot released after the date
+    negotiated = PriceBook(overrides={"gpt-5.4": ModelRates(input=D("2"), output=D("12"))})
+    assert negotiated.in_region("eu").cost(ONE_M, "gpt-5.4") == D("14") * D("1.1")
+
+
+def test_the_innermost_provider_prefix_names_the_model(book: PriceBook) -> None:
+    assert book.resolve("openrouter/openai/gpt-4o").canonical == "gpt-4o"
+    claude = book.resolve("openrouter/anthropic/claude-sonnet-4-5")
+    assert claude.canonical == "claude-sonnet-4-5" and claude.source.endswith("(anthropic)")
+    assert book.resolve("azure/eastus/gpt-4o-2024-08-06").canonical == "gpt-4o"
+    assert book.resolve("azure_openai/westeurope/gpt-4o-mini").canonical == "gpt-4o-mini"
+    aliased = PriceBook(aliases={"eu-chat": "azure/swedencentral/gpt-4.1"})
+    assert aliased.resolve("eu-chat").canonical == "gpt-4.1"
+
+
+def test_a_latest_alias_genai_prices_does_not_list_is_priced_as_its_target(book: PriceBook) -> None:
+    price = book.resolve("gpt-5.4-chat-latest")
+    assert (price.canonical, price.rates) == ("gpt-5.4", book.resolve("gpt-5.4").rates)
+    assert "'-latest' alias" in price.source
+    assert book.resolve("gpt-35-turbo-0613").source.endswith("Azure's name for gpt-3.5-turbo-0613")
+
+
+# -- tool fees (issue 10 item 5) ------------------------------------------------------------------------
+
+
+def test_openai_web_searches_are_priced_per_thousand_calls(book: PriceBook) -> None:
+    usage = Usage(prompt_tokens=1000, completion_tokens=100, web_search_requests=3)
+    assert book.resolve("gpt-4.1").rates.web_search == D("10")
+    assert book.cost(usage, "gpt-4.1") == usd(1000, "2") + usd(100, "8") + D("0.03")
+
+
+def test_file_search_calls_are_priced_when_the_usage_counts_them(book: PriceBook) -> None:
+    from types import SimpleNamespace
+
+    assert book.resolve("gpt-4.1").rates.file_search == D("2.5")
+    fields = {name: 0 for name in Usage.__dataclass_fields__ if name.endswith(("tokens", "requests"))}
+    counted = SimpleNamespace(**{**fields, "prompt_tokens": 1000, "file_search_requests": 4})
+    assert book.cost(counted, "gpt-4.1") == usd(1000, "2") + D("0.01")  # type: ignore[arg-type]
+    assert book.cost(Usage(prompt_tokens=1000), "gpt-4.1") == usd(1000, "2")  # no such field: none
+    override = PriceBook(overrides={"m": ModelRates.from_mapping(
+        {"input": 1, "output": 2, "file_search": "2.50"}, where="pricing.models.m")})  # fmt: skip
+    assert override.cost(counted, "m") == usd(1000, "1") + D("0.01")  # type: ignore[arg-type]
+    negative = SimpleNamespace(**{**fields, "file_search_requests": -1})
+    with pytest.raises(ValueError, match="negative"):
+        book.cost(negative, "gpt-4.1")  # type: ignore[arg-type]

@@ -8,9 +8,14 @@ declares ``schemes = ("mystore",)`` in its class body is registered for ``mystor
 class is created, and opens itself with its ``from_uri`` classmethod; ``check_uri`` validates a
 URI without opening anything (the config loader calls it at load time) and ``uri_options`` names
 the options ``open_ledger`` may pass it (``fail_open`` for Redis). No scheme is spelled outside the
-backend that declares it: the built-in backends (``_memory``, ``_sqlite``, ``_redis``) declare
-theirs like any other, and their modules are imported the first time a URI needs one (see
+backend that declares it: the built-in backends (``_memory``, ``_sqlite``, ``_redis``, ``_cluster``)
+declare theirs like any other, and their modules are imported the first time a URI needs one (see
 ``_base._BUILTIN_MODULES``), so ``import budgetguard`` loads neither sqlite3 nor redis.
+
+Leases: for a backend that ``supports_leases``, the options ``lease_usd``, ``lease_tokens``,
+``lease_requests``, ``lease_fraction`` and ``lease_flush`` (``LEASE_OPTIONS``) make ``open_ledger``
+return a ``LeasingLedger`` over the store's shared ledger (see ``_lease``), one per store and lease
+options.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Any
 
 from budgetguard._ledger._base import (
     DONE_GRACE,
+    LEASE_OPTIONS,
     Amount,
     Hold,
     Ledger,
@@ -36,13 +42,16 @@ from budgetguard._ledger._base import (
     picos_to_usd,
     usd_to_picos,
 )
+from budgetguard._ledger._lease import LeasingLedger
 from budgetguard._ledger._memory import MemoryLedger
 
 __all__ = [
     "DEFAULT_STORE",
     "DONE_GRACE",
+    "LEASE_OPTIONS",
     "Amount",
     "Hold",
+    "LeasingLedger",
     "Ledger",
     "LimitKind",
     "Limits",
@@ -76,7 +85,12 @@ def check_store_uri(uri: str, **options: Any) -> type[Ledger]:
     backend = backend_for(uri)
     backend.check_uri(uri)
     backend.check_options(uri, options)
+    LeasingLedger.check_lease_options(_lease_options(options))
     return backend
+
+
+def _lease_options(options: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in options.items() if name in LEASE_OPTIONS}
 
 
 def open_ledger(uri: str, *, clock: Callable[[], float] | None = None, **options: Any) -> Ledger:
@@ -84,19 +98,29 @@ def open_ledger(uri: str, *, clock: Callable[[], float] | None = None, **options
 
     The URI's scheme chooses the backend (``ledger_schemes()`` lists the registered ones); each
     backend's class documents its URIs, and lists in ``uri_options`` the ``options`` it takes
-    (``MemoryLedger``, ``SQLiteLedger``, ``RedisLedger``, or any ``Ledger`` subclass that
-    declares ``schemes``). The backend validates the URI and the options. One ledger is kept
-    per store, clock and options; ``close_ledgers()`` closes them all.
+    (``MemoryLedger``, ``SQLiteLedger``, ``RedisLedger``, ``RedisClusterLedger``, or any
+    ``Ledger`` subclass that declares ``schemes``). The backend validates the URI and the options.
+    Lease options (``LEASE_OPTIONS``) wrap the store's ledger, opened with the other options, in
+    a ``LeasingLedger``. One ledger is kept per store, clock and options; ``close_ledgers()``
+    closes them all.
     """
     backend = backend_for(uri)
     location = backend.check_uri(uri)
     backend.check_options(uri, options)
+    lease = _lease_options(options)
+    if lease:
+        LeasingLedger.check_lease_options(lease)
+        inner = open_ledger(uri, clock=clock, **{k: v for k, v in options.items() if k not in lease})
     clock = clock or time.time
     cache_key = (backend, location, clock, tuple(sorted(options.items())))
     with _lock:
         ledger = _open.get(cache_key)
         if ledger is None:
-            ledger = _open[cache_key] = backend.from_uri(uri, clock=clock, **options)
+            if lease:
+                ledger = LeasingLedger.from_options(inner, lease)
+            else:
+                ledger = backend.from_uri(uri, clock=clock, **options)
+            _open[cache_key] = ledger
         return ledger
 
 
@@ -105,5 +129,7 @@ def close_ledgers() -> None:
     with _lock:
         ledgers = list(_open.values())
         _open.clear()
+    # Leasing ledgers first: they write to the stores they wrap.
+    ledgers.sort(key=lambda ledger: not isinstance(ledger, LeasingLedger))
     for ledger in ledgers:
         ledger.close()

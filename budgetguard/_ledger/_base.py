@@ -28,9 +28,12 @@ from budgetguard._usage import Usage
 
 __all__ = [
     "DONE_GRACE",
+    "LEASE_OPTIONS",
     "PICOS_PER_USD",
     "Amount",
     "Hold",
+    "LeaseGrant",
+    "LeaseRenewal",
     "Ledger",
     "LimitKind",
     "Limits",
@@ -45,6 +48,9 @@ __all__ = [
 ]
 
 PICOS_PER_USD = 10**12
+#: Options ``open_ledger`` takes for every backend that ``supports_leases``: they wrap the store in a
+#: ``LeasingLedger`` (see ``budgetguard._ledger._lease``) instead of going to the backend.
+LEASE_OPTIONS = frozenset({"lease_usd", "lease_tokens", "lease_requests", "lease_fraction", "lease_flush"})
 #: Seconds a settled or released hold id is remembered, so a repeated settle is not counted twice.
 DONE_GRACE = 120.0
 LimitKind = Literal["usd", "tokens", "requests"]
@@ -203,6 +209,50 @@ class SpendRecord:
     extra: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class LeaseRenewal:
+    """One round trip of the lease protocol (see ``budgetguard._ledger._lease``), done atomically
+    by a store that ``supports_leases``:
+
+    1. if ``new_id`` is already known (a retry whose reply was lost) nothing is done again and
+       the lease stored under it is returned with ``applied=False``;
+    2. the hold ``old_id`` (the process's previous lease, "" for none) is finished;
+    3. ``flush`` is settled: each ``(bucket, amount)`` is added to the budget's all-time total and
+       (bucket not None) to that bucket of ``window``; each ``(record, amount, time)`` of
+       ``records`` is stored as settled at ``time`` (the record's own ``time`` is not used);
+    4. a new hold ``new_id`` expiring at ``expires_at`` is taken, of ``keep`` (in-flight calls: never
+       refused) plus ``credit`` (``min(carry, old - keep)`` when the old lease was still live, else
+       0: headroom that stays reserved, so needs no check) plus ``extra``, the part checked
+       against ``limits`` in the current window: at least ``want - credit``, and up to ``target -
+       credit`` as room allows. When ``want`` does not fit, the new hold is ``keep + credit``
+       and the answer carries the refusal. A hold of nothing is not stored.
+    """
+
+    budget: str
+    window: Window | None
+    old_id: str
+    new_id: str
+    expires_at: float
+    flush: tuple[tuple[int | None, Amount], ...] = ()
+    records: tuple[tuple[SpendRecord, Amount, float], ...] = ()
+    keep: Amount = Amount()
+    carry: Amount = Amount()
+    want: Amount = Amount()
+    target: Amount = Amount()
+    limits: Limits = Limits()
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseGrant:
+    """What a ``LeaseRenewal`` left: the new lease hold (``amount`` may be zero: no hold) and, when
+    ``want`` did not fit, the refusal with the store's numbers (``reserved`` excludes the new lease).
+    ``applied`` is False when the renewal had already been applied (a retried request)."""
+
+    amount: Amount
+    refused: Refused | None = None
+    applied: bool = True
+
+
 class Ledger(ABC):
     """Atomic reserve / settle / release against caps, per budget key and window.
 
@@ -247,6 +297,8 @@ class Ledger(ABC):
     uri_examples: ClassVar[tuple[str, ...]] = ()
     #: Keyword options ``open_ledger(uri, **options)`` passes on to ``from_uri``; others are refused.
     uri_options: ClassVar[frozenset[str]] = frozenset()
+    #: Whether ``renew_lease`` is implemented: ``open_ledger`` then also takes ``LEASE_OPTIONS``.
+    supports_leases: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -266,10 +318,11 @@ class Ledger(ABC):
     @classmethod
     def check_options(cls, uri: str, options: Mapping[str, object]) -> None:
         """Refuse, with ``ConfigError``, options this backend does not take (see ``uri_options``)."""
-        unknown = sorted(set(options) - cls.uri_options)
+        unknown = sorted(set(options) - cls.uri_options - (LEASE_OPTIONS if cls.supports_leases else set()))
         if unknown:
             scheme = uri.partition("://")[0].lower()
-            takes = ", ".join(sorted(cls.uri_options)) or "none"
+            takes = ", ".join(sorted(cls.uri_options | (LEASE_OPTIONS if cls.supports_leases else set())))
+            takes = takes or "none"
             raise ConfigError(
                 f"invalid option for a {scheme}:// ledger: {', '.join(unknown)} "
                 f"({_qualname(cls)} takes: {takes})"
@@ -301,6 +354,17 @@ class Ledger(ABC):
         """Settled records, oldest first. Backends that keep none return an empty list."""
         return []
 
+    def renew_lease(self, renewal: LeaseRenewal) -> LeaseGrant:
+        """Apply one step of the lease protocol atomically (see ``LeaseRenewal``); backends that
+        set ``supports_leases`` implement it. Raises ``StoreError`` when the store cannot answer
+        (whatever ``fail_open`` says: the caller decides)."""
+        raise NotImplementedError(f"{_qualname(type(self))} does not support leases")
+
+    def return_leases(self, budget: str | None = None) -> None:  # noqa: B027 - a hook for leasing ledgers
+        """Give back what this process holds of ``budget``'s cap (every budget: None) beyond its calls
+        in flight, and make its settled spend visible to other processes. Only a ``LeasingLedger``
+        holds anything; on any other ledger this does nothing, so a scope's end can always call it."""
+
     def close(self) -> None:  # noqa: B027 - optional hook, most backends have nothing to close
         """Release connections or files."""
 
@@ -321,6 +385,7 @@ _BUILTIN_MODULES = (
     "budgetguard._ledger._memory",
     "budgetguard._ledger._sqlite",
     "budgetguard._ledger._redis",
+    "budgetguard._ledger._cluster",
 )
 _SCHEME = re.compile(r"[a-z][a-z0-9+.-]*")
 _registry: dict[str, type[Ledger]] = {}
@@ -377,7 +442,11 @@ def _registered() -> list[tuple[str, type[Ledger]]]:
 def ledger_schemes(option: str | None = None) -> tuple[str, ...]:
     """The registered URI schemes, without ``://``, built-in ones first; with ``option``, only
     the schemes whose backend takes that option (``ledger_schemes("fail_open")``)."""
-    return tuple(scheme for scheme, cls in _registered() if option is None or option in cls.uri_options)
+    return tuple(
+        scheme
+        for scheme, cls in _registered()
+        if option is None or option in cls.uri_options or (option in LEASE_OPTIONS and cls.supports_leases)
+    )
 
 
 def backend_for(uri: str) -> type[Ledger]:

@@ -13,7 +13,13 @@ from decimal import Decimal
 from budgetguard._ledger._base import SpendRecord
 from budgetguard._usage import Usage
 
-__all__ = ["RECORD_FIELDS", "USAGE_INT_FIELDS", "record_from_fields", "record_to_fields"]
+__all__ = [
+    "RECORD_FIELDS",
+    "USAGE_INT_FIELDS",
+    "record_field_pairs",
+    "record_from_fields",
+    "record_to_fields",
+]
 
 USAGE_INT_FIELDS: tuple[str, ...] = tuple(
     f.name for f in fields(Usage) if f.name not in ("cost_usd", "unpriced_models")
@@ -50,6 +56,43 @@ def record_to_fields(record: SpendRecord) -> dict[str, str | None]:
     out["estimated"] = "1" if record.estimated else "0"
     out["extra"] = json.dumps(record.extra, sort_keys=True, separators=(",", ":"))
     return {name: out[name] for name in RECORD_FIELDS}
+
+
+def record_field_pairs(record: SpendRecord, at: float) -> list[str]:
+    """``record_to_fields(record)`` with the time ``at``, flattened to name, value, name, value, ...
+    in ``RECORD_FIELDS`` order, absent values left out (the shape of a stream entry). Built
+    directly: a leasing ledger writes many records at a time."""
+    usage = record.usage
+    out = ["time", repr(float(at)), "budget", str(record.budget)]
+    if record.key is not None:
+        out += ("key", record.key)
+    out += (
+        "scope_path",
+        str(record.scope_path),
+        "model",
+        str(record.model),
+        "endpoint",
+        str(record.endpoint),
+    )
+    for name in USAGE_INT_FIELDS:
+        out += (name, str(getattr(usage, name)))
+    out += (
+        "cost_usd",
+        str(usage.cost_usd),
+        "reserved_usd",
+        str(record.reserved_usd),
+        "estimated",
+        "1" if record.estimated else "0",
+        "price_source",
+        str(record.price_source),
+    )
+    if record.request_id is not None:
+        out += ("request_id", record.request_id)
+    out += (
+        "extra",
+        json.dumps(record.extra, sort_keys=True, separators=(",", ":")) if record.extra else "{}",
+    )
+    return out
 
 
 def record_from_fields(data: dict[str, str | None]) -> SpendRecord:

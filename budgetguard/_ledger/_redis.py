@@ -9,14 +9,16 @@ requests) and ``{B}:w:<window>:<bucket>`` (a window bucket's spend, with a Redis
 window's retention so old buckets delete themselves). Holds expire by the ledger's clock: every
 reserve purges the budget's expired holds, so a crashed process's reservations stop counting
 after their TTL. Records go to one stream, ``records``, capped at about ``records_cap`` entries
-(``XADD MAXLEN ~``: the oldest are trimmed).
+(``XADD MAXLEN ~``: the oldest are trimmed). ``renew_lease`` (``lua/lease.lua``) is the store's half
+of the lease protocol (``budgetguard._ledger._lease``): a lease is a hold like any other.
 
 Times are the ledger's clock (``time.time`` unless injected), so the hosts sharing a Redis must
-have synchronised clocks (NTP), as calendar windows need anyway. One Redis server (or a
-primary with replicas) is supported, not Redis Cluster: a settle writes the budget's keys and
-the shared records stream in one script. Caps are compared in the scripts as Lua numbers:
-exact below 2^53 picodollars (about $9,007 per budget), within a few picodollars above; the
-stored counters are 64-bit integers and always exact.
+have synchronised clocks (NTP), as calendar windows need anyway. This class talks to one Redis
+server (or a primary with replicas); ``RedisClusterLedger`` (``redis+cluster://``, in
+``_cluster``) keeps the same keys in a Redis Cluster, with one records stream per budget. Every
+script is passed only the keys it uses, all under the budget's hash tag. Caps are compared in
+the scripts as Lua numbers: exact below 2^53 picodollars (about $9,007 per budget), within a
+few picodollars above; the stored counters are 64-bit integers and always exact.
 
 A store error is raised as ``StoreError`` naming the URI (fail-closed, the default). With
 ``fail_open=True`` a reservation the store cannot answer is granted locally with a
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import math
 import os
 import time
@@ -42,6 +45,8 @@ from budgetguard._ledger._base import (
     DONE_GRACE,
     Amount,
     Hold,
+    LeaseGrant,
+    LeaseRenewal,
     Ledger,
     LimitKind,
     Limits,
@@ -51,7 +56,7 @@ from budgetguard._ledger._base import (
     Window,
     _check_ttl,
 )
-from budgetguard._ledger._codec import record_from_fields, record_to_fields
+from budgetguard._ledger._codec import record_field_pairs, record_from_fields
 
 __all__ = ["RedisLedger", "redact_url"]
 
@@ -106,6 +111,8 @@ class RedisLedger(Ledger):
     schemes = ("redis", "rediss")
     uri_examples = ("redis://host:6379/0",)
     uri_options = frozenset({"prefix", "fail_open", "records_cap", "socket_timeout"})
+    supports_leases = True
+    _SCRIPTS = ("reserve", "settle", "release", "snapshot", "lease")
 
     @classmethod
     def check_uri(cls, uri: str) -> str:
@@ -145,19 +152,21 @@ class RedisLedger(Ledger):
         self.prefix = prefix
         self.fail_open = fail_open
         self.records_cap = records_cap
-        self._redis_errors: tuple[type[BaseException], ...] = (redis.exceptions.RedisError,)
-        self._noscript: type[BaseException] = redis.exceptions.NoScriptError
-        self._client = (
-            client
-            if client is not None
-            else redis.Redis.from_url(
-                url,
-                socket_timeout=socket_timeout,
-                socket_connect_timeout=socket_timeout,
-                decode_responses=True,
-            )
+        self._redis_errors: tuple[type[BaseException], ...] = (
+            redis.exceptions.RedisError,
+            redis.exceptions.RedisClusterException,
         )
-        self._scripts = {name: _Script.load(name) for name in ("reserve", "settle", "release", "snapshot")}
+        self._noscript: type[BaseException] = redis.exceptions.NoScriptError
+        self._client = client if client is not None else self._connect(url, socket_timeout)
+        self._scripts = {name: _Script.load(name) for name in self._SCRIPTS}
+
+    def _connect(self, url: str, socket_timeout: float) -> Any:
+        return _import_redis().Redis.from_url(
+            url,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_timeout,
+            decode_responses=True,
+        )
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -176,6 +185,25 @@ class RedisLedger(Ledger):
 
     def _store_error(self, action: str, exc: BaseException) -> StoreError:
         return StoreError(f"Redis ledger {redact_url(self.url)}: {action} failed: {exc}")
+
+    def _records_key(self, budget: str) -> str:
+        """The stream a budget's records go to: one for the whole server."""
+        return self.prefix + "records"
+
+    @staticmethod
+    def _record_fields(budget: str, actual: Amount, record: SpendRecord, at: float) -> list[str]:
+        """A stream entry's fields: the ledger's budget and amount, then the record at time ``at``."""
+        return [
+            "ledger_budget",
+            budget,
+            "picos",
+            str(actual.picos),
+            "tokens",
+            str(actual.tokens),
+            "requests_amount",
+            str(actual.requests),
+            *record_field_pairs(record, at),
+        ]
 
     def _counter_keys(self, budget: str, window: Window | None, now: float) -> list[str]:
         if window is None:
@@ -240,31 +268,20 @@ class RedisLedger(Ledger):
     def settle(self, hold: Hold, actual: Amount, record: SpendRecord | None = None) -> None:
         now = self.clock()
         window = hold.window
-        bucket_key, bucket_ttl = "", 0
+        keys = [*self._hold_keys(hold.budget), self._key(hold.budget, "total")]
+        bucket_ttl = ""
         if window is not None:
-            bucket_key = self._key(hold.budget, f"w:{window.key}:{window.bucket(now)}")
-            bucket_ttl = math.ceil(window.retention) + 60
+            keys.append(self._key(hold.budget, f"w:{window.key}:{window.bucket(now)}"))
+            bucket_ttl = str(math.ceil(window.retention) + 60)
         fields: list[str] = []
         if record is not None:
-            data: dict[str, str | None] = {
-                "ledger_budget": hold.budget,
-                "picos": str(actual.picos),
-                "tokens": str(actual.tokens),
-                "requests_amount": str(actual.requests),
-            }
-            data.update(record_to_fields(record))
-            data["time"] = repr(float(now))
-            for name, value in data.items():
-                if value is not None:
-                    fields.extend((name, value))
-        keys = [
-            *self._hold_keys(hold.budget),
-            self._key(hold.budget, "total"),
-            bucket_key,
-            self.prefix + "records" if record is not None else "",
-        ]
+            keys.append(self._records_key(hold.budget))
+            fields = self._record_fields(hold.budget, actual, record, now)
+        # Spend without a reservation gets an id of its own: a settle retried after a lost reply
+        # (the client retries connection errors) is then counted once like any other.
+        hold_id = hold.id or "u" + os.urandom(12).hex()
         args: list[object] = [
-            hold.id,
+            hold_id,
             repr(max(hold.expires_at, now + DONE_GRACE)),
             actual.picos,
             actual.tokens,
@@ -324,6 +341,59 @@ class RedisLedger(Ledger):
             return Snapshot(Amount(), Amount())
         reserved, *spent = self._amounts(reply)
         return Snapshot(self._sum(spent), reserved)
+
+    def renew_lease(self, renewal: LeaseRenewal) -> LeaseGrant:
+        now = self.clock()
+        budget, window, limits = renewal.budget, renewal.window, renewal.limits
+        flushed = Amount()
+        bucket_keys: list[str] = []
+        bucket_args: list[object] = []
+        for bucket, amount in renewal.flush:
+            flushed = flushed + amount
+            if bucket is not None and window is not None:
+                bucket_keys.append(self._key(budget, f"w:{window.key}:{bucket}"))
+                bucket_args.extend((amount.picos, amount.tokens, amount.requests))
+        counters = [] if limits.unlimited else self._counter_keys(budget, window, now)
+        record_args = [
+            json.dumps(self._record_fields(budget, amount, record, at), separators=(",", ":"))
+            for record, amount, at in renewal.records
+        ]
+        keys = [*self._hold_keys(budget), self._key(budget, "total"), *bucket_keys, *counters]
+        if renewal.records:
+            keys.append(self._records_key(budget))
+        args: list[object] = [
+            repr(now),
+            renewal.old_id,
+            renewal.new_id,
+            repr(renewal.expires_at),
+            repr(now + DONE_GRACE),
+            math.ceil(window.retention) + 60 if window is not None else 0,
+            self.records_cap,
+            len(bucket_keys),
+            flushed.picos,
+            flushed.tokens,
+            flushed.requests,
+            *bucket_args,
+        ]
+        for amount in (renewal.keep, renewal.carry, renewal.want, renewal.target):
+            args.extend((amount.picos, amount.tokens, amount.requests))
+        args.extend("" if limits.get(kind) is None else str(limits.get(kind)) for kind in _KINDS)
+        args.append(len(renewal.records))
+        args.extend(record_args)
+        try:
+            reply = self._run("lease", keys, args)
+        except self._redis_errors as exc:
+            raise self._store_error(f"lease for budget {budget!r}", exc) from exc
+        status = int(reply[0])
+        [lease] = self._amounts(reply[1:4])
+        if status == 2:
+            return LeaseGrant(lease, applied=False)
+        if status == 1:
+            return LeaseGrant(lease)
+        kind = _KINDS[int(reply[4]) - 1]
+        reserved, *spent = self._amounts(reply[5:])
+        refused = Refused(kind, limits.get(kind) or 0, self._sum(spent), reserved, renewal.want)
+        return LeaseGrant(lease, refused)
 
     def records(
         self, *, budget: str | None = None, since: float | None = None, until: float | None = None

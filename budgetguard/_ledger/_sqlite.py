@@ -442,8 +442,8 @@ class SQLiteLedger(Ledger):
                     )
             if flushed != Amount():
                 self._add(conn, budget, _TOTAL, 0, flushed)
-            for record, amount in renewal.records:
-                self._insert_record(conn, budget, amount, record, record.time)
+            for record, amount, at in renewal.records:
+                self._insert_record(conn, budget, amount, record, at)
             keep, carry, want, target = renewal.keep, renewal.carry, renewal.want, renewal.target
             credit = [
                 max(0, min(carry.get(kind), old.get(kind) - keep.get(kind))) if old is not None else 0
