@@ -8,7 +8,7 @@ first system/developer message, or form one of their own.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from budgetguard._estimate._body import (
@@ -22,6 +22,7 @@ from budgetguard._estimate._body import (
     opt_mapping,
     opt_str,
 )
+from budgetguard._estimate._cache import MIN_HISTORY, Progress, count_history, count_once
 from budgetguard._estimate._fields import (
     CHAT_MESSAGE_KEYS,
     CHAT_PART_KEYS,
@@ -38,7 +39,7 @@ from budgetguard._estimate._fields import (
 from budgetguard._estimate._models import Profile
 from budgetguard._estimate._parts import add_audio, add_file, add_image
 from budgetguard._estimate._result import Tally
-from budgetguard._estimate._sections import chat_sections_cost, format_section
+from budgetguard._estimate._sections import chat_host_cost, chat_sections_text_cost, format_section
 from budgetguard._estimate._server import add_builtin_tool
 from budgetguard._estimate._tools import (
     FunctionDef,
@@ -57,8 +58,13 @@ __all__ = ["count_chat"]
 _SYSTEM_ROLES = ("system", "developer")
 _RESULT_ROLES = ("tool", "function")
 _TEXT_MESSAGE_KEYS = frozenset({"role", "content"})
+_RESULT_MESSAGE_KEYS = frozenset({"role", "content", "tool_call_id"})
+_CALLS_MESSAGE_KEYS = frozenset({"role", "content", "tool_calls"})
+_PLAIN_CALL_KEYS = CHAT_TOOL_CALL_KEYS["function"]
+_FUNCTION_KEYS = TOOL_CALL_OBJECT_KEYS["function"]
 # The body fields that define tools or a response format (system sections) or choose a tool.
-_SECTION_KEYS = frozenset({"tools", "functions", "tool_choice", "function_call", "response_format"})
+_SECTION_FIELDS = ("tools", "functions", "tool_choice", "function_call", "response_format")
+_SECTION_KEYS = frozenset(_SECTION_FIELDS)
 
 
 def count_chat(body: Mapping[str, Any], profile: Profile, tally: Tally) -> None:
@@ -70,29 +76,69 @@ def count_chat(body: Mapping[str, Any], profile: Profile, tally: Tally) -> None:
     if not messages:
         fail("messages", "must contain at least one message")
 
-    tools = fmt = None
+    sections = None  # tokens of the tool and format sections, before joining the host message
     if not body.keys().isdisjoint(_SECTION_KEYS):  # most requests have none of them
-        defs = _function_defs(body, profile, tally)
-        check_tool_choice(body.get("tool_choice"), "tool_choice")
-        check_tool_choice(body.get("function_call"), "function_call")
-        tools = render_functions(defs) if defs else None
-        fmt = _response_format(body, profile, tally)
+        # An agent sends the same tools with every request: rendered and counted once.
+        fields = tuple(body.get(key) for key in _SECTION_FIELDS)
+        sections = count_once(
+            "chat.sections", profile, fields, tally, lambda part: _sections(body, profile, part)
+        )
 
-    call_names: dict[str, str] = {}
-    per_message = profile.tokens_per_message
     total = profile.reply_priming + profile.hidden_prompt
-    host: str | None = None  # the first system text: tool and format sections extend it
-    for index, raw in enumerate(messages):
+    if type(messages) is list and len(messages) >= MIN_HISTORY:
+        # An agent resends its history: resume after the part counted for an earlier request.
+        progress = count_history("chat.messages", messages, profile, tally, _count_messages)
+    else:
+        progress = Progress(0, None, {}, None)
+        _count_messages(messages, 0, progress, profile, tally)
+    total += progress.tokens
+    host = progress.host
+    if sections is not None:
+        total += sections + chat_host_cost(profile, host)
+    if body.get("web_search_options") is not None:  # search-preview models search first
+        add_builtin_tool(tally, "web_search", "web_search_options")
+    tally.tokens += total
+
+
+def _count_messages(
+    messages: Sequence[Any], start: int, progress: Progress, profile: Profile, tally: Tally
+) -> None:
+    """Count ``messages[start:]`` on from ``progress`` (a ``_cache.Counter``)."""
+    call_names = progress.names
+    per_message = profile.tokens_per_message
+    total = 0
+    host = progress.host  # the first system text: tool and format sections extend it
+    for index in range(start, len(messages)):
+        raw = messages[index]
         # Most messages are {"role": ..., "content": "text"}: counted here as _message counts
         # them, without its reads of absent fields and the JSON paths it keeps for errors.
-        if type(raw) is dict and raw.keys() <= _TEXT_MESSAGE_KEYS:
-            role = raw.get("role")
-            content = raw.get("content")
-            if type(role) is str and type(content) is str and role not in _RESULT_ROLES:
-                if host is None and role in _SYSTEM_ROLES:
-                    host = content
-                total += per_message + profile.count_role(role) + profile.count(content)
-                continue
+        if type(raw) is dict:
+            keys = raw.keys()
+            if keys <= _TEXT_MESSAGE_KEYS:
+                role = raw.get("role")
+                content = raw.get("content")
+                if type(role) is str and type(content) is str and role not in _RESULT_ROLES:
+                    if host is None and role in _SYSTEM_ROLES:
+                        host = content
+                    total += per_message + profile.count_role(role) + profile.count(content)
+                    continue
+            # An agent's history is mostly tool calls and their results: the same, for them.
+            elif keys <= _RESULT_MESSAGE_KEYS:
+                content = raw.get("content")
+                call_id = raw.get("tool_call_id")
+                if (
+                    raw.get("role") == "tool"
+                    and type(content) is str
+                    and (call_id is None or type(call_id) is str)
+                ):
+                    name = call_names.get(call_id) if call_id else None
+                    total += per_message + profile.count(result_header(name)) + profile.count(content)
+                    continue
+            elif keys <= _CALLS_MESSAGE_KEYS:
+                tokens = _plain_calls(raw, profile, call_names)
+                if tokens is not None:
+                    total += tokens
+                    continue
         path = at("messages", index)
         message = need_mapping(raw, path)
         if not message.keys() <= CHAT_MESSAGE_KEYS:
@@ -104,11 +150,56 @@ def count_chat(body: Mapping[str, Any], profile: Profile, tally: Tally) -> None:
         if host is None and role in _SYSTEM_ROLES:
             host = _plain_text(message.get("content"))
         total += _message(message, role, path, profile, tally, call_names)
-    if tools or fmt:
-        total += chat_sections_cost(profile, host, tools, fmt)
-    if body.get("web_search_options") is not None:  # search-preview models search first
-        add_builtin_tool(tally, "web_search", "web_search_options")
-    tally.tokens += total
+    progress.tokens += total
+    progress.host = host
+
+
+def _plain_calls(message: dict[str, Any], profile: Profile, call_names: dict[str, str]) -> int | None:
+    """Tokens of an assistant message that only calls functions, as ``_message`` counts them;
+    None if it is not that simple (then ``_message`` counts it, and reports what is wrong)."""
+    if message.get("role") != "assistant" or message.get("content") not in (None, ""):
+        return None
+    raw_calls = message.get("tool_calls")
+    if type(raw_calls) is not list or not raw_calls:
+        return None
+    calls: list[tuple[str, str, str]] = []
+    for call in raw_calls:
+        if type(call) is not dict or not call.keys() <= _PLAIN_CALL_KEYS:
+            return None
+        fn = call.get("function")
+        if (
+            call.get("type", "function") != "function"
+            or type(fn) is not dict
+            or not fn.keys() <= _FUNCTION_KEYS
+        ):
+            return None
+        call_id, name, arguments = call.get("id"), fn.get("name"), fn.get("arguments")
+        if type(name) is not str or not (call_id is None or type(call_id) is str):
+            return None
+        if not (arguments is None or type(arguments) is str):
+            return None
+        calls.append((call_id or "", name, arguments or ""))
+    for call_id, name, _ in calls:
+        if call_id:
+            call_names[call_id] = name
+    count = profile.count
+    per_message = profile.tokens_per_message
+    if len(calls) > 1 and profile.dialect == "chatml":
+        body = parallel_call_body([(name, args) for _, name, args in calls])
+        return per_message + count("assistant to=multi_tool_use.parallel") + count(body)
+    return sum(
+        per_message + count(call_header(name)) + count(compact_arguments(args)) for _, name, args in calls
+    )
+
+
+def _sections(body: Mapping[str, Any], profile: Profile, tally: Tally) -> int | None:
+    """Tokens of the tool definitions and response format (None if neither), less the host part."""
+    defs = _function_defs(body, profile, tally)
+    check_tool_choice(body.get("tool_choice"), "tool_choice")
+    check_tool_choice(body.get("function_call"), "function_call")
+    tools = render_functions(defs) if defs else None
+    fmt = _response_format(body, profile, tally)
+    return chat_sections_text_cost(profile, tools, fmt) if tools or fmt else None
 
 
 def _plain_text(content: object) -> str | None:

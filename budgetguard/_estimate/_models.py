@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from budgetguard._estimate._cache import text_counter
 from budgetguard._tokenizer import encoding_name_for_model, get_encoding
 
 __all__ = ["ImageRule", "Profile", "normalize_model", "profile_for"]
@@ -138,7 +139,8 @@ class Profile:
     reply_priming: int
     hidden_prompt: int
     image: ImageRule | None
-    #: Plain token count of a text in this model's encoding (no special tokens recognised).
+    #: Plain token count of a text in this model's encoding (no special tokens recognised),
+    #: remembered per text (``_cache.text_counter``).
     count: Callable[[str], int] = field(repr=False, compare=False)
     assumptions: tuple[str, ...] = ()
     #: ``count`` of the usual role names, done once: every chat message has a role.
@@ -192,12 +194,8 @@ def _build(model: str) -> Profile:
         assumptions.append(
             f"unknown model {model!r}: counted with {encoding_name} and gpt-4o message framing"
         )
-    encoding = get_encoding(encoding_name)
-    encode = encoding.encode_ordinary
-
-    def count(text: str) -> int:
-        return len(encode(text)) if text else 0
-
+    # Shared by every model with this encoding, and remembered: histories resend the same texts.
+    count = text_counter(encoding_name, get_encoding(encoding_name).encode_ordinary)
     return Profile(
         model=model,
         family=family.name,

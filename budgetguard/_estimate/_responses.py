@@ -13,6 +13,7 @@ part, or a function or custom tool.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from budgetguard._estimate._body import (
@@ -26,6 +27,7 @@ from budgetguard._estimate._body import (
     opt_mapping,
     opt_str,
 )
+from budgetguard._estimate._cache import MIN_HISTORY, Progress, count_history, count_once
 from budgetguard._estimate._fields import (
     CONTEXT_MANAGEMENT_KEYS,
     REASONING_KEYS,
@@ -59,6 +61,9 @@ __all__ = ["count_responses"]
 # reserves one per _REASONING_UPPER_CHARS_PER_TOKEN more.
 _REASONING_CHARS_PER_TOKEN = 8
 _REASONING_UPPER_CHARS_PER_TOKEN = 2
+_NO_SECTIONS = (None, None, None)
+# Consecutive call items of one type are one turn (a parallel call, for chatml models).
+_CALL_ITEMS = ("function_call", "custom_tool_call")
 # Items produced by built-in tools or other server state, counted as their JSON text.
 _SERVER_ITEMS = frozenset(
     {
@@ -104,10 +109,12 @@ def count_responses(body: Mapping[str, Any], profile: Profile, tally: Tally) -> 
         # Newer API versions accept a list of input items here.
         total += _items(need_list(instructions, "instructions"), "instructions", profile, tally)
 
-    defs = _tools(body, profile, tally)
-    check_tool_choice(body.get("tool_choice"), "tool_choice")
-    fmt = _text_format(body, profile, tally)
-    total += responses_sections_cost(profile, render_functions(defs) if defs else None, fmt)
+    fields = (body.get("tools"), body.get("tool_choice"), body.get("text"))
+    if fields != _NO_SECTIONS:
+        # An agent sends the same tools with every request: rendered and counted once.
+        total += count_once(
+            "responses.sections", profile, fields, tally, lambda part: _sections(body, profile, part)
+        )
 
     raw_input = body.get("input")
     if raw_input is None:
@@ -120,6 +127,14 @@ def count_responses(body: Mapping[str, Any], profile: Profile, tally: Tally) -> 
     if body.get("context_management") is not None:
         _context_management(body, total, profile, tally)
     tally.tokens += total
+
+
+def _sections(body: Mapping[str, Any], profile: Profile, tally: Tally) -> int:
+    """Tokens of the function tools and text format; built-in tools are added to ``tally``."""
+    defs = _tools(body, profile, tally)
+    check_tool_choice(body.get("tool_choice"), "tool_choice")
+    fmt = _text_format(body, profile, tally)
+    return responses_sections_cost(profile, render_functions(defs) if defs else None, fmt)
 
 
 def _hidden_state(body: Mapping[str, Any], tally: Tally) -> None:
@@ -200,11 +215,23 @@ def _text_format(body: Mapping[str, Any], profile: Profile, tally: Tally) -> str
 
 
 def _items(items: Sequence[Any], path: str, profile: Profile, tally: Tally) -> int:
+    if type(items) is list and len(items) >= MIN_HISTORY:
+        # An agent resends its history: resume after the part counted for an earlier request.
+        return count_history(f"responses.{path}", items, profile, tally, _ITEM_COUNTERS[path]).tokens
+    progress = Progress(0, None, {}, None)
+    _count_items(path, items, 0, progress, profile, tally)
+    return progress.tokens
+
+
+def _count_items(
+    path: str, items: Sequence[Any], start: int, progress: Progress, profile: Profile, tally: Tally
+) -> None:
+    """Count ``items[start:]`` on from ``progress``."""
     count = profile.count
     per_message = profile.tokens_per_message
-    names: dict[str, str] = {}
+    names = progress.names
     tokens = 0
-    index = 0
+    index = start
     while index < len(items):
         ipath = at(path, index)
         item = need_mapping(items[index], ipath)
@@ -221,7 +248,7 @@ def _items(items: Sequence[Any], path: str, profile: Profile, tally: Tally) -> i
                 + count(role)
                 + _content(item.get("content"), at(ipath, "content"), profile, tally)
             )
-        elif kind in ("function_call", "custom_tool_call"):
+        elif kind in _CALL_ITEMS:
             # Consecutive calls were made in one turn: chatml models see them as one parallel call.
             batch = [(ipath, item)]
             while (
@@ -259,7 +286,17 @@ def _items(items: Sequence[Any], path: str, profile: Profile, tally: Tally) -> i
         else:
             fail(at(ipath, "type"), f"expected an item type string, got {json_type(kind)}")
         index += 1
-    return tokens
+    progress.tokens += tokens
+    # A trailing call would share its batch with a call of the same type appended next.
+    last = items[-1] if items else None
+    kind = last.get("type") if isinstance(last, Mapping) else None
+    progress.tail = kind if kind in _CALL_ITEMS else None
+
+
+_ITEM_COUNTERS = {
+    "input": partial(_count_items, "input"),
+    "instructions": partial(_count_items, "instructions"),
+}
 
 
 def _call(path: str, item: Mapping[str, Any], names: dict[str, str]) -> tuple[str, str]:

@@ -15,7 +15,13 @@ from typing import Any
 from budgetguard._estimate._models import Profile
 from budgetguard._estimate._schema import format_schema_json
 
-__all__ = ["chat_sections_cost", "format_section", "responses_sections_cost"]
+__all__ = [
+    "chat_host_cost",
+    "chat_sections_cost",
+    "chat_sections_text_cost",
+    "format_section",
+    "responses_sections_cost",
+]
 
 # Tokens beyond the rendered text (calibrated). Harmony models (gpt-5, o-series) behind
 # Chat Completions add a fixed preamble (valid channels, tool routing) once tools are present.
@@ -35,20 +41,29 @@ def format_section(name: str, schema: Any) -> str:
 
 def chat_sections_cost(profile: Profile, host: str | None, tools: str | None, fmt: str | None) -> int:
     """Tokens of the tools/format sections of a chat request whose first system text is ``host``."""
-    count = profile.count
+    return chat_sections_text_cost(profile, tools, fmt) + chat_host_cost(profile, host)
+
+
+def chat_sections_text_cost(profile: Profile, tools: str | None, fmt: str | None) -> int:
+    """The part of ``chat_sections_cost`` that does not depend on the host message."""
     dialect = profile.dialect
-    cost = count("\n\n".join(s for s in (tools, fmt) if s))
+    cost = profile.count("\n\n".join(s for s in (tools, fmt) if s))
     if tools:
         cost += _CHAT_TOOLS[dialect]
     if fmt:
         cost += _CHAT_FORMAT[dialect]
     if tools and fmt:
         cost += _BOTH
+    return cost
+
+
+def chat_host_cost(profile: Profile, host: str | None) -> int:
+    """What tools/format sections add to the chat request's first system text ``host``."""
     if host is None:
-        return cost + profile.tokens_per_message + 1  # a system message of its own: framing + role
+        return profile.tokens_per_message + 1  # a system message of its own: framing + role
     # Joined with a blank line, which merges into the host's trailing punctuation if any.
     tail = host[-16:]
-    return cost + count(tail + "\n\n") - count(tail)
+    return profile.count(tail + "\n\n") - profile.count(tail)
 
 
 def responses_sections_cost(profile: Profile, tools: str | None, fmt: str | None) -> int:

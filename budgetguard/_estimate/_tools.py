@@ -80,13 +80,17 @@ def render_functions(defs: Sequence[FunctionDef]) -> str:
     return "".join(parts)
 
 
+# ``json.dumps`` with options builds an encoder per call: one, built once.
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
 def compact_arguments(arguments: str) -> str:
     """Call arguments as the model wrote them: compact JSON (the raw text if not JSON)."""
     try:
         value = json.loads(arguments)
     except ValueError:
         return arguments
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return _COMPACT(value)
 
 
 def parallel_call_body(calls: Sequence[tuple[str, str]]) -> str:
@@ -98,7 +102,7 @@ def parallel_call_body(calls: Sequence[tuple[str, str]]) -> str:
         except ValueError:
             parameters = arguments
         uses.append({"recipient_name": f"functions.{name}", "parameters": parameters})
-    return json.dumps({"tool_uses": uses}, ensure_ascii=False, separators=(",", ":"))
+    return _COMPACT({"tool_uses": uses})
 
 
 def call_header(name: str) -> str:
