@@ -41,13 +41,10 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ._counting import image_size
+from ._counting import TextCounter, image_size
 from ._generate import model_encoding
-
-if TYPE_CHECKING:
-    import tiktoken
 
 __all__ = [
     "STAND_IN_MODEL",
@@ -177,17 +174,7 @@ def strip_cache_control(value: object) -> object:
     return value
 
 
-class _Counter:
-    def __init__(self, encoding: tiktoken.Encoding) -> None:
-        self.encoding = encoding
-
-    def text(self, text: str) -> int:
-        return len(self.encoding.encode(text, disallowed_special=()))
-
-    def value(self, value: object) -> int:
-        """A string's tokens, nothing for null, else the tokens of the compact JSON text."""
-        return self.text(_text(value))
-
+class _Counter(TextCounter):
     def content(self, content: object) -> int:
         if isinstance(content, list):
             return sum(self.block(block) for block in content)
@@ -240,10 +227,3 @@ def _image_size(source: object) -> tuple[int, int] | None:
 def _items(value: object) -> list[Any]:
     """``value`` if it is an array, else no items."""
     return list(value) if isinstance(value, list) else []
-
-
-def _text(value: object) -> str:
-    """A string as is, null as empty text, anything else as its compact JSON text."""
-    if value is None:
-        return ""
-    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), ensure_ascii=False)

@@ -117,7 +117,9 @@ def image_tokens(detail: object, size: tuple[int, int] | None) -> int:
     return IMAGE_PER_TILE * tiles + IMAGE_BASE
 
 
-class _Counter:
+class TextCounter:
+    """Tokens of text and of JSON values in one encoding: what both APIs' counters build on."""
+
     def __init__(self, encoding: tiktoken.Encoding) -> None:
         self.encoding = encoding
 
@@ -128,6 +130,8 @@ class _Counter:
         """A string's tokens, nothing for null, else the tokens of the compact JSON text."""
         return self.text(_text(value))
 
+
+class _Counter(TextCounter):
     # --- chat completions -----------------------------------------------------------------
 
     def chat(self, body: Mapping[str, Any]) -> int:
