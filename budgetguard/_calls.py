@@ -198,6 +198,7 @@ class Call:
         *,
         count_input_tokens: Callable[[], Any] | None = None,
         provider: str = "openai",
+        region_url: object = None,
     ) -> None:
         self.started = time.monotonic()
         self.provider = provider
@@ -206,6 +207,8 @@ class Call:
         self.count_input_tokens = count_input_tokens
         # The prices in force when the call is made: looked up once, to check, reserve and settle.
         self.book = current_settings().price_book()
+        if region_url is not None:  # a data-residency host: prices with its uplift
+            self.book = self.book.for_base_url(region_url)
         # The body to send: the caller's mapping until budgetguard changes it (see edit_body).
         self.body: Mapping[str, Any] = body
         self._edited: dict[str, Any] | None = None
@@ -323,6 +326,7 @@ class Call:
                 count_input_tokens=self.count_input_tokens if exact_mode else None,
                 server_prompt_tokens=self._server_count,
                 priced=self.priced,
+                book=self.book,
             )
         return plan
 

@@ -129,6 +129,8 @@ class PricingConfig:
     models: dict[str, ModelRates]
     aliases: dict[str, str]
     discount: Decimal = Decimal(0)
+    #: Check for newer genai-prices data at most once a day, in the background (opt-in).
+    auto_update: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -705,7 +707,12 @@ _DEFAULT_OPTIONS: dict[str, _Reader] = {
     "hold_ttl": _ttl,
 }
 _DEFAULT_KEYS = tuple(_DEFAULT_OPTIONS)
-_PRICING_OPTIONS: dict[str, _Reader] = {"models": _price_models, "aliases": _aliases, "discount": _discount}
+_PRICING_OPTIONS: dict[str, _Reader] = {
+    "models": _price_models,
+    "aliases": _aliases,
+    "discount": _discount,
+    "auto_update": _flag,
+}
 _PRICING_KEYS = tuple(_PRICING_OPTIONS)
 
 #: ``configure()``'s keyword arguments: each is read by the reader of the YAML key it stands for.
@@ -899,7 +906,10 @@ def _pricing(check: _Checker | None) -> PricingConfig:
     models = _price_models(check, "models")
     aliases = _aliases(check, "aliases")
     discount = _discount(check, "discount")
-    return PricingConfig(models, aliases, discount if discount is not None else Decimal(0))
+    auto_update = _flag(check, "auto_update")
+    return PricingConfig(
+        models, aliases, discount if discount is not None else Decimal(0), auto_update is True
+    )
 
 
 def parse_config(text: str, source: str = "<string>", *, check_stores: bool = False) -> Config:

@@ -17,6 +17,7 @@ from budgetguard._settings import current_settings
 
 if TYPE_CHECKING:
     from budgetguard._estimate import TokenEstimate
+    from budgetguard._pricing import PriceBook
 
 __all__ = [
     "Estimate",
@@ -201,11 +202,13 @@ def plan_request(
     count_input_tokens: Callable[[], Any] | None = None,
     server_prompt_tokens: int | None = None,
     priced: bool = True,
+    book: PriceBook | None = None,
 ) -> Plan:
     """The worst case of a request, as reserved; see :func:`estimate_request`.
 
     ``priced=False`` plans a request to a model without a price (allowed where no budget caps
-    dollars): its tokens are planned, its cost is 0.
+    dollars): its tokens are planned, its cost is 0. ``book`` prices it (default: the
+    configured one; a call to a regional host passes that host's view).
 
     ``count_input_tokens`` (exact mode, a sync counter from :func:`input_token_counter`) is
     asked only when the local count is not exact; ``server_prompt_tokens`` is a count already
@@ -239,7 +242,7 @@ def plan_request(
     audio = uses_audio(body)
     images = tokens.image_tokens > 0
     high = (
-        settings.price_book().max_cost_picos(
+        (book or settings.price_book()).max_cost_picos(
             tokens.model,
             tokens.prompt_tokens_upper,
             reserved_output,

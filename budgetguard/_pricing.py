@@ -608,7 +608,7 @@ class PriceBook:
         audio_out = usage.output_audio_tokens
         image_out = usage.output_image_tokens
         searches = usage.web_search_requests
-        file_searches: int = getattr(usage, "file_search_requests", 0)
+        file_searches = usage.file_search_requests
         # A negative count anywhere makes the bitwise OR negative: one comparison for all eleven.
         if (
             prompt | completion | cached | cache_write | cache_write_1h | audio_in | image_in | audio_out

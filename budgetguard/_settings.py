@@ -107,6 +107,10 @@ def configure(
             disable_telemetry()
     with _lock:
         _settings = new
+    if config is not None and config.pricing.auto_update:  # pricing: {auto_update: true}
+        from budgetguard._pricing import start_price_updates
+
+        start_price_updates()  # a daemon thread, at most once a day; never on a call's path
     return config
 
 

@@ -43,6 +43,8 @@ class Usage:
     cache_write_1h_tokens: int = 0
     #: Web searches run by a server-side tool (billed per search, not per token).
     web_search_requests: int = 0
+    #: File searches run by a server-side tool (billed per call).
+    file_search_requests: int = 0
     requests: int = 0
     cost_usd: Decimal = _ZERO
     #: Number of requests whose usage had to be estimated (server reported none, stream cut).
@@ -83,6 +85,7 @@ class Usage:
             self.output_image_tokens + other.output_image_tokens,
             self.cache_write_1h_tokens + other.cache_write_1h_tokens,
             self.web_search_requests + other.web_search_requests,
+            self.file_search_requests + other.file_search_requests,
             self.requests + other.requests,
             self.cost_usd + other.cost_usd,
             self.estimated_requests + other.estimated_requests,
@@ -105,6 +108,7 @@ class Usage:
             self.output_image_tokens - other.output_image_tokens,
             self.cache_write_1h_tokens - other.cache_write_1h_tokens,
             self.web_search_requests - other.web_search_requests,
+            self.file_search_requests - other.file_search_requests,
             self.requests - other.requests,
             self.cost_usd - other.cost_usd,
             self.estimated_requests - other.estimated_requests,
@@ -132,6 +136,7 @@ class Usage:
             self.output_image_tokens,
             self.cache_write_1h_tokens,
             self.web_search_requests,
+            self.file_search_requests,
             self.requests,
             cost_usd,
             self.estimated_requests,
@@ -221,6 +226,7 @@ class UsageTotal:
         "completion_tokens",
         "cost_usd",
         "estimated_requests",
+        "file_search_requests",
         "input_audio_tokens",
         "input_image_tokens",
         "output_audio_tokens",
@@ -237,7 +243,7 @@ class UsageTotal:
         self.prompt_tokens = self.completion_tokens = self.cached_tokens = self.cache_write_tokens = 0
         self.reasoning_tokens = self.input_audio_tokens = self.output_audio_tokens = 0
         self.input_image_tokens = self.output_image_tokens = self.requests = self.estimated_requests = 0
-        self.cache_write_1h_tokens = self.web_search_requests = 0
+        self.cache_write_1h_tokens = self.web_search_requests = self.file_search_requests = 0
         self.cost_usd = _ZERO
         self.unpriced_requests = 0
         self.unpriced_models: set[str] = set()
@@ -254,6 +260,7 @@ class UsageTotal:
         self.output_image_tokens += usage.output_image_tokens
         self.cache_write_1h_tokens += usage.cache_write_1h_tokens
         self.web_search_requests += usage.web_search_requests
+        self.file_search_requests += usage.file_search_requests
         self.requests += usage.requests
         self.cost_usd += usage.cost_usd
         self.estimated_requests += usage.estimated_requests
@@ -274,6 +281,7 @@ class UsageTotal:
             self.output_image_tokens,
             self.cache_write_1h_tokens,
             self.web_search_requests,
+            self.file_search_requests,
             self.requests,
             self.cost_usd,
             self.estimated_requests,
@@ -300,6 +308,7 @@ class TokenCounts(NamedTuple):
     output_image_tokens: int = 0
     cache_write_1h_tokens: int = 0
     web_search_requests: int = 0
+    file_search_requests: int = 0
 
     @classmethod
     def from_openai(cls, raw: Mapping[str, Any]) -> TokenCounts:

@@ -115,3 +115,50 @@ def test_a_scope_total_read_between_calls_includes_every_later_call(client: Any,
     assert (first.requests, tracked.usage.requests) == (1, 2)
     assert tracked.usage == sum(tracked.by_model.values(), Usage())
     assert tracked.usage.cost_usd == first.cost_usd + tracked.by_model["gpt-4o"].cost_usd
+
+
+def test_a_call_to_a_data_residency_host_is_priced_with_its_uplift() -> None:
+    from types import SimpleNamespace
+
+    import httpx
+
+    from budgetguard._context import Entry
+    from budgetguard._providers.openai import OpenAIWire
+
+    body = {"model": "gpt-5.4", "messages": MESSAGES, "max_completion_tokens": 10}
+    options = SimpleNamespace(method="post", url="/chat/completions", json_data=body, extra_json=None)
+    entries = (Entry(bg.track_usage()),)
+    usage = Usage(prompt_tokens=1000, completion_tokens=100)
+    calls = {
+        url: OpenAIWire().begin(SimpleNamespace(base_url=httpx.URL(url)), options, entries)
+        for url in ("https://eu.api.openai.com/v1/", "https://api.openai.com/v1/")
+    }
+    regional, global_ = (call.book.cost(usage, "gpt-5.4") for call in calls.values() if call is not None)
+    assert regional == global_ * D("1.1")
+
+
+def test_built_in_tool_calls_in_a_responses_reply_are_counted_and_priced_per_call() -> None:
+    from budgetguard._calls import Call
+    from budgetguard._context import Entry
+    from budgetguard._providers.openai import OpenAIWire
+
+    tracker = bg.track_usage()
+    call = Call("responses", {"model": "gpt-4.1", "input": "find it"}, (Entry(tracker),))
+    reply = {
+        "object": "response",
+        "model": "gpt-4.1",
+        "output": [
+            {"type": "web_search_call", "id": "ws_1"},
+            {"type": "web_search_call", "id": "ws_2"},
+            {"type": "file_search_call", "id": "fs_1"},
+            {"type": "message", "content": [{"type": "output_text", "text": "found"}]},
+        ],
+        "usage": {"input_tokens": 100, "output_tokens": 20},
+    }
+    OpenAIWire().observe(call, reply)
+    usage = tracker.usage
+    assert (usage.web_search_requests, usage.file_search_requests) == (2, 1)
+    book = PriceBook()
+    tokens_only = book.cost(Usage(prompt_tokens=100, completion_tokens=20), "gpt-4.1")
+    assert usage.cost_usd > tokens_only  # the searches' fees are on top of the tokens
+    assert usage.cost_usd == book.cost(usage, "gpt-4.1")

@@ -152,7 +152,9 @@ def test_sqlite_upgrades_a_version_1_ledger_and_keeps_its_records(tmp_path: Path
     ledger.settle(_granted(ledger.reserve("b", CENT, DOLLAR, DAY)), CENT, record("gpt-4o", Usage(requests=1)))
     ledger.close()
     with sqlite3.connect(tmp_path / "l.db") as conn:  # as budgetguard 0.1 wrote it
-        for column in ("unpriced_requests", "cache_write_1h_tokens", "web_search_requests"):
+        for column in (
+            "unpriced_requests", "cache_write_1h_tokens", "web_search_requests", "file_search_requests"
+        ):  # fmt: skip
             conn.execute(f"ALTER TABLE records DROP COLUMN {column}")
         conn.execute("PRAGMA user_version = 1")
     ledger = SQLiteLedger(tmp_path / "l.db")
@@ -163,7 +165,7 @@ def test_sqlite_upgrades_a_version_1_ledger_and_keeps_its_records(tmp_path: Path
     assert new.usage == unpriced
     ledger.close()
     with sqlite3.connect(tmp_path / "l.db") as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
 
 
 def test_sqlite_refuses_a_ledger_from_a_newer_budgetguard(tmp_path: Path) -> None:

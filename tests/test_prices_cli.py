@@ -340,3 +340,20 @@ def test_pricing_never_checks_for_updates_on_its_own(cache_dir: Path, server: Pr
         book.in_region("eu").cost(ONE_M, "gpt-4o")
     assert server.requests == 0
     assert pricing._update_thread is None or not pricing._update_thread.is_alive()
+
+
+def test_auto_update_in_the_configuration_starts_the_daily_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import budgetguard as bg
+    from budgetguard import _pricing
+
+    started: list[bool] = []
+    monkeypatch.setattr(_pricing, "start_price_updates", lambda **_: started.append(True))
+    config = tmp_path / "bg.yaml"
+    config.write_text("version: 1\npricing:\n  auto_update: true\n")
+    bg.configure(config)
+    assert started == [True]
+    config.write_text("version: 1\npricing:\n  auto_update: false\n")
+    bg.configure(config)
+    assert started == [True]

@@ -48,7 +48,7 @@ from budgetguard._ledger._codec import RECORD_FIELDS, USAGE_INT_FIELDS, record_f
 
 __all__ = ["SCHEMA_VERSION", "SQLiteLedger"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # Upgrades from each older version: statements run in one transaction, in order.
 _UPGRADES: dict[int, tuple[str, ...]] = {
     1: ("ALTER TABLE records ADD COLUMN unpriced_requests INTEGER NOT NULL DEFAULT 0",),
@@ -56,6 +56,7 @@ _UPGRADES: dict[int, tuple[str, ...]] = {
         "ALTER TABLE records ADD COLUMN cache_write_1h_tokens INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE records ADD COLUMN web_search_requests INTEGER NOT NULL DEFAULT 0",
     ),
+    3: ("ALTER TABLE records ADD COLUMN file_search_requests INTEGER NOT NULL DEFAULT 0",),
 }
 _PURGE_EVERY = 5.0  # seconds between deletions of expired rows
 _KINDS: tuple[LimitKind, ...] = ("usd", "tokens", "requests")

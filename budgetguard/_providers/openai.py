@@ -90,7 +90,18 @@ class OpenAIWire(Wire):
         if body is None:
             return None
         counter = server_counter(endpoint, client, body)
-        call = Call(endpoint, body, entries, count_input_tokens=counter, provider=self.provider)
+        base_url = getattr(client, "base_url", None)
+        host = getattr(base_url, "host", "")
+        # OpenAI's data-residency hosts (eu.api.openai.com, ...) bill an uplift.
+        regional = isinstance(host, str) and host.endswith(".api.openai.com")
+        call = Call(
+            endpoint,
+            body,
+            entries,
+            count_input_tokens=counter,
+            provider=self.provider,
+            region_url=base_url if regional else None,
+        )
         if call.stream and endpoint in _STREAM_USAGE_ENDPOINTS:
             stream_options = body.get("stream_options")
             if not (isinstance(stream_options, Mapping) and stream_options.get("include_usage")):
@@ -176,6 +187,12 @@ def _report_usage(call: Call, usage: Any, data: Mapping[str, Any]) -> None:
     except UsageFormatError as exc:
         call.settle_estimated(f"the server's usage was unreadable ({exc})")
         return
+    output = data.get("output")
+    if isinstance(output, list):  # a Responses reply: its built-in tool calls are billed per call
+        kinds = [item.get("type") for item in output if isinstance(item, Mapping)]
+        searches, file_searches = kinds.count("web_search_call"), kinds.count("file_search_call")
+        if searches or file_searches:
+            counts = counts._replace(web_search_requests=searches, file_search_requests=file_searches)
     call.saw_usage(counts, _str(data.get("model")), _str(data.get("service_tier")))
 
 
