@@ -175,6 +175,7 @@ class Call:
         "known_input",
         "leftover",
         "model",
+        "origin",
         "output_cap",
         "owner",
         "plan",
@@ -201,6 +202,8 @@ class Call:
         region_url: object = None,
     ) -> None:
         self.started = time.monotonic()
+        capture = _events.origin_capture
+        self.origin = capture() if capture is not None else None
         self.provider = provider
         self.endpoint = endpoint
         # Exact mode: asks the server to count input tokens (provider-made; sync or async).
@@ -729,6 +732,7 @@ class Call:
                     self.reserved.tokens,
                     over,
                     time.monotonic() - self.started,
+                    self.origin,
                 )
             )
         if errors:
@@ -813,6 +817,7 @@ def _publish_refusal(call: Call, exceeded: BudgetExceeded) -> None:
             exceeded.reserved,
             exceeded.requested,
             exceeded.detail,
+            call.origin,
         )
     )
 

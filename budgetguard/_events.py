@@ -21,7 +21,9 @@ __all__ = [
     "CallSettled",
     "Event",
     "logger",
+    "origin_capture",
     "publish",
+    "set_origin_capture",
     "subscribe",
     "unsubscribe",
     "wanted",
@@ -52,6 +54,8 @@ class CallSettled:
     under_reserved: bool
     #: Seconds from the start of the call to its settlement.
     duration: float
+    #: What the origin capture (see ``set_origin_capture``) returned when the call started.
+    origin: object = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,11 +73,21 @@ class CallRefused:
     reserved: Decimal | int
     requested: Decimal | int
     detail: str
+    origin: object = None
 
 
 Event = CallSettled | CallRefused
 _subscribers: tuple[Callable[[Event], None], ...] = ()
 _lock = threading.Lock()
+#: Called when a call starts (in the caller's context) if set; its result rides on the call's
+#: events. Telemetry sets it to capture the span active at the start: a stream settles later,
+#: when that span is no longer the current one.
+origin_capture: Callable[[], object] | None = None
+
+
+def set_origin_capture(capture: Callable[[], object] | None) -> None:
+    global origin_capture
+    origin_capture = capture
 
 
 def subscribe(listener: Callable[[Event], None]) -> None:

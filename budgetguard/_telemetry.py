@@ -126,6 +126,7 @@ def enable_telemetry(
             _events.unsubscribe(_active)
         _active = telemetry
         _events.subscribe(telemetry)
+        _events.set_origin_capture(trace.get_current_span)
 
 
 def disable_telemetry() -> None:
@@ -135,6 +136,7 @@ def disable_telemetry() -> None:
         if _active is not None:
             _events.unsubscribe(_active)
         _active = None
+        _events.set_origin_capture(None)
 
 
 def telemetry_enabled() -> bool:
@@ -179,7 +181,7 @@ class _Telemetry:
             "gen_ai.response.model": event.response_model or event.request_model,
         }
         usage = event.usage
-        span = self._call_span(operation, event.request_model)
+        span = self._call_span(operation, event.request_model, event.origin)
         if span is not None:
             span.set_attributes(_usage_attributes(event))
         else:
@@ -214,7 +216,7 @@ class _Telemetry:
             attributes["budgetguard.key"] = event.key
         if event.detail:
             attributes["budgetguard.detail"] = event.detail
-        span = self._call_span(operation, event.request_model)
+        span = self._call_span(operation, event.request_model, event.origin)
         if span is not None:
             span.add_event(REFUSED_EVENT, attributes)
             return
@@ -237,9 +239,10 @@ class _Telemetry:
         )
         own.end()
 
-    def _call_span(self, operation: str, model: str) -> Span | None:
-        """The active span, if another instrumentation made it for this call (see the module)."""
-        span = self._trace.get_current_span()
+    def _call_span(self, operation: str, model: str, origin: object) -> Span | None:
+        """The span another instrumentation made for this call (see the module): the one active
+        when the call started (a stream settles later), else the one active now."""
+        span = origin if isinstance(origin, self._trace.Span) else self._trace.get_current_span()
         if not span.is_recording():
             return None
         attributes = getattr(span, "attributes", None)  # the SDK's spans show theirs

@@ -482,11 +482,6 @@ def test_a_refusal_under_another_instrumentation_is_an_event_on_its_span(
     assert span.status.status_code is StatusCode.ERROR
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a stream settles after create() returned, when the instrumentation's span is no longer "
-    "active: the event carries no trace of the span active when the call was made",
-)
 def test_a_stream_under_another_instrumentation_is_one_span_too(
     client: Any, otel: Otel, openai_v2: None
 ) -> None:
