@@ -31,6 +31,7 @@ from __future__ import annotations
 import itertools
 import marshal
 import threading
+import weakref
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -72,7 +73,7 @@ MAX_SECTION_BYTES = 4_000_000
 class _TextCounts:
     """Token counts of texts in one encoding, keyed by the text (bounded, oldest dropped first)."""
 
-    __slots__ = ("chars", "count", "counts", "encode", "lock", "max_chars", "max_entries")
+    __slots__ = ("__weakref__", "chars", "count", "counts", "encode", "lock", "max_chars", "max_entries")
 
     def __init__(self, encode: Callable[[str], Any], max_entries: int, max_chars: int) -> None:
         self.encode = encode
@@ -118,6 +119,8 @@ class _TextCounts:
 
 
 _texts: dict[str, _TextCounts] = {}
+# Every one still in use (a caller may keep a counter after another replaced it here).
+_all_texts: weakref.WeakSet[_TextCounts] = weakref.WeakSet()
 _texts_lock = threading.Lock()
 
 
@@ -127,6 +130,7 @@ def text_counter(encoding_name: str, encode: Callable[[str], Any]) -> Callable[[
         counts = _texts.get(encoding_name)
         if counts is None or counts.encode != encode:
             counts = _texts[encoding_name] = _TextCounts(encode, MAX_TEXT_ENTRIES, MAX_TEXT_CHARS)
+            _all_texts.add(counts)
         return counts.count
 
 
@@ -469,7 +473,7 @@ def clear_caches() -> None:
     """Forget every remembered text count and history (tests, or to free memory)."""
     global _history_chars, _history_count, _section_bytes
     with _texts_lock:
-        for counts in _texts.values():
+        for counts in list(_all_texts):
             with counts.lock:
                 counts.counts.clear()
                 counts.chars = 0
@@ -484,8 +488,8 @@ def clear_caches() -> None:
 def cache_info() -> dict[str, int]:
     """Sizes of the caches: texts and their characters, histories and theirs."""
     return {
-        "texts": sum(len(c.counts) for c in _texts.values()),
-        "text_chars": sum(c.chars for c in _texts.values()),
+        "texts": sum(len(c.counts) for c in list(_all_texts)),
+        "text_chars": sum(c.chars for c in list(_all_texts)),
         "histories": _history_count,
         "history_chars": _history_chars,
         "sections": len(_sections),
