@@ -44,6 +44,7 @@ from budgetguard._errors import (
 )
 from budgetguard._events import CallRefused, CallSettled
 from budgetguard._ledger import Amount, Hold, Refused, SpendRecord, picos_to_usd
+from budgetguard._money import to_picos, to_usd
 from budgetguard._policies import (
     LowerOutputCap,
     Refusal,
@@ -152,6 +153,14 @@ def settle_deferred() -> None:
         call.abandon(drain=True)
 
 
+def _chain(entries: tuple[Entry, ...]) -> tuple[tuple[Entry, ...], tuple[Scope, ...], tuple[Budget, ...]]:
+    """What every call made under ``entries`` is charged to: the scopes, each once (one entered
+    twice, nested in itself, is charged once), and the budgets innermost first (the tightest
+    cap refuses before outer budgets are touched). Kept on the innermost entry."""
+    scopes: tuple[Scope, ...] = tuple(dict.fromkeys(entry.scope for entry in entries))
+    return entries, scopes, tuple(scope for scope in reversed(scopes) if isinstance(scope, Budget))
+
+
 class Call:
     """One logical request (all its SDK retries) inside one or more scopes."""
 
@@ -215,15 +224,15 @@ class Call:
         # The body to send: the caller's mapping until budgetguard changes it (see edit_body).
         self.body: Mapping[str, Any] = body
         self._edited: dict[str, Any] | None = None
-        scopes: tuple[Scope, ...] = tuple(entry.scope for entry in entries)
-        # A scope entered twice (nested in itself) is still charged once.
-        self.scopes = scopes if len(scopes) < 2 else tuple(dict.fromkeys(scopes))
         self.entries = entries
-        self.owner = entries[-1]
+        owner = self.owner = entries[-1]
+        chain = owner.derived
+        if chain is None or chain[0] is not entries:
+            chain = owner.derived = _chain(entries)
+        self.scopes: tuple[Scope, ...] = chain[1]
+        self.budgets: tuple[Budget, ...] = chain[2]
         self.model = str(body.get("model") or "")
         self.stream = bool(body.get("stream"))
-        # Innermost first: the tightest cap refuses before outer budgets are touched.
-        self.budgets: list[Budget] = [s for s in reversed(self.scopes) if isinstance(s, Budget)]
         self.holds: list[tuple[Budget, Hold]] = []
         self.plan: Plan | None = None
         #: False for a model without a price, let through because no budget caps dollars.
@@ -607,10 +616,11 @@ class Call:
         if response_model and response_model != model and book.knows(response_model):
             model = response_model
         try:
-            usage = Usage.of_request(counts, book.cost(counts, model, service_tier=service_tier))
+            units, exponent = book.price(counts, model, service_tier)
         except UnknownModelError:  # let through unpriced (see _check_model)
-            usage = Usage.of_unpriced_request(counts, model)
-        self._finish(usage, response_model or self.model, SETTLED)
+            self._finish(counts, 0, 0, model, response_model or self.model, SETTLED)
+            return
+        self._finish(counts, units, exponent, None, response_model or self.model, SETTLED)
 
     def settle_estimated(self, reason: str) -> None:
         """Charge a billed call whose usage we never saw: prompt estimate plus the output it
@@ -655,11 +665,13 @@ class Call:
             else input_counts._replace(completion_tokens=completion)
         )
         try:
-            usage = Usage.of_request(counts, self.book.cost(counts, self.model), estimated=True)
+            units, exponent = self.book.price(counts, self.model)
+            unpriced = None
         except UnknownModelError:  # no model (a stored prompt) or one let through unpriced
-            usage = Usage.of_unpriced_request(counts, self.model or "(model not named)", estimated=True)
+            units = exponent = 0
+            unpriced = self.model or "(model not named)"
         # Books first: a warning turned into an error must not lose the spend.
-        self._finish(usage, self.model, ESTIMATED)
+        self._finish(counts, units, exponent, unpriced, self.model, ESTIMATED)
         warn(
             f"budgetguard charged a {self.endpoint} call to {self.model!r} "
             f"({prompt} prompt + {completion} completion tokens) {how}",
@@ -680,16 +692,27 @@ class Call:
         self.reader = self.leftover = None
         return True
 
-    def _finish(self, usage: Usage, model: str, state: int) -> None:
+    def _finish(
+        self, counts: TokenCounts, units: int, exponent: int, unpriced: str | None, model: str, state: int
+    ) -> None:
+        """Charge every scope (and decorated function) the call ran in: ``counts`` at a cost of
+        ``units * 10**exponent`` dollars, or, for a model without a price, ``unpriced``.
+
+        The hot path of every call: it stays in integers. The ``Usage`` value is built only
+        for what needs one (records, events, the under-reservation warning)."""
         if not self._end(state):
             return
-        actual = Amount.of_usage(usage) if self.budgets else _NOTHING
-        held = dict(self.holds) if self.holds else {}
+        estimated = state == ESTIMATED
+        usage: Usage | None = None
         over = False
         errors: list[BaseException] = []
-        call_id = ""
-        for scope in self.scopes:
-            if isinstance(scope, Budget):
+        if self.budgets:
+            actual = Amount(to_picos(units, exponent), counts[0] + counts[1], 1)
+            held = dict(self.holds)
+            call_id = ""
+            for scope in self.scopes:
+                if not isinstance(scope, Budget):
+                    continue
                 hold = held.get(scope)
                 if hold is not None and (
                     actual.picos > hold.amount.picos or actual.tokens > hold.amount.tokens
@@ -700,24 +723,30 @@ class Call:
                     record = None
                     if scope.ledger.keeps_records:
                         call_id = call_id or uuid.uuid4().hex
-                        record = self._record(scope, usage, model, state == ESTIMATED, call_id)
+                        if usage is None:
+                            usage = _usage(counts, units, exponent, unpriced, estimated)
+                        record = self._record(scope, usage, model, estimated, call_id)
                     scope.settle(hold, actual, record)
                 except BaseException as exc:  # every other scope is still settled
                     errors.append(exc)
-            scope.add_usage(model, usage)
+        for scope in self.scopes:
+            scope.add_request(model, counts, units, exponent, estimated, unpriced)
         credited: list[object] = []
         for entry in self.entries:  # decorated functions' tallies, each once
             tally = entry.tally
             if tally is not None and tally not in credited:
                 credited.append(tally)
-                tally.add_usage(model, usage)
+                tally.add_request(model, counts, units, exponent, estimated, unpriced)
         # User callbacks run only once every scope's books are complete.
         for budget in self.budgets:
-            try:
-                budget.check_alerts()
-            except BaseException as exc:
-                errors.append(exc)
+            if budget.alerts:
+                try:
+                    budget.check_alerts()
+                except BaseException as exc:
+                    errors.append(exc)
         if _events.wanted(logging.WARNING if over else logging.DEBUG):
+            if usage is None:
+                usage = _usage(counts, units, exponent, unpriced, estimated)
             _events.publish(
                 CallSettled(
                     self.provider,
@@ -725,7 +754,7 @@ class Call:
                     self.model,
                     model if model != self.model else None,
                     usage,
-                    state == ESTIMATED,
+                    estimated,
                     tuple(budget.name for budget in self.budgets),
                     "/".join(scope.name for scope in self.scopes),
                     self.reserved.usd,
@@ -741,7 +770,8 @@ class Call:
             warn(
                 f"the API billed more than budgetguard reserved for a {self.endpoint} call to {model!r}: "
                 f"reserved ${self.reserved.usd} / {self.reserved.tokens} tokens, billed "
-                f"${usage.cost_usd} / {usage.total_tokens} tokens; the ledger records what was billed",
+                f"${to_usd(units, exponent)} / {counts[0] + counts[1]} tokens; the ledger records what "
+                "was billed",
                 UnderReservedWarning,
             )
 
@@ -769,6 +799,13 @@ class Call:
         if not self._end(RELEASED):
             return None
         return _roll_back(self.holds)
+
+
+def _usage(counts: TokenCounts, units: int, exponent: int, unpriced: str | None, estimated: bool) -> Usage:
+    """One settled call as a ``Usage`` value (built only when something reads it)."""
+    if unpriced is not None:
+        return Usage.of_unpriced_request(counts, unpriced, estimated)
+    return Usage.of_request(counts, to_usd(units, exponent), estimated)
 
 
 _warned_unpriced: set[str] = set()

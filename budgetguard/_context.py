@@ -41,7 +41,7 @@ __all__ = [
 class Entry:
     """One activation of a scope, and the calls it owns that are still being read."""
 
-    __slots__ = ("_owned", "scope", "tally")
+    __slots__ = ("_owned", "derived", "scope", "tally")
 
     def __init__(self, scope: Any, tally: Any = None) -> None:
         self.scope = scope
@@ -49,6 +49,9 @@ class Entry:
         self.tally = tally
         # Created on first use: most entries never own a stream.
         self._owned: dict[object, None] | None = None
+        #: Scratch space of the call path: what it derived from the chain of entries ending in
+        #: this one (computed once per chain rather than once per call).
+        self.derived: Any = None
 
     # Invariant: ``_owned`` is only read or changed under ``_owned_lock``, and ``close`` takes
     # it away whole. Threads that share this entry (propagate, ScopedThreadPoolExecutor, child

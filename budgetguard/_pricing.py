@@ -111,6 +111,7 @@ from budgetguard._errors import (
     UnknownModelError,
     UnknownModelWarning,
 )
+from budgetguard._money import to_picos, to_usd
 from budgetguard._usage import TokenCounts, Usage
 from budgetguard._warnings import warn
 
@@ -140,7 +141,6 @@ _HALF: Final = Decimal("0.5")
 _ONE: Final = Decimal(1)
 _ZERO: Final = Decimal(0)
 _PER_TOKENS: Final = 6  # rates are per 10**6 tokens
-_PICO_EXPONENT: Final = 12  # a picodollar is 10**-12 USD, the unit ledgers count in
 
 # Exact arithmetic when scaling rates, independent of the caller's decimal context.
 _EXACT = Context(prec=200)
@@ -594,6 +594,13 @@ class PriceBook:
         ``file_search_requests``. Raises ``UnknownModelError`` for an unknown model unless the book
         falls back (see the module doc).
         """
+        return to_usd(*self.price(usage, model, service_tier, batch))
+
+    def price(
+        self, usage: Usage | TokenCounts, model: str, service_tier: str | None = None, batch: bool = False
+    ) -> tuple[int, int]:
+        """:meth:`cost` as integers ``(units, exponent)``: ``units * 10**exponent`` dollars,
+        exactly. What the call path uses: running totals add integers (``budgetguard._money``)."""
         entry = self._entry(model, service_tier, batch)
         tier = entry.tier
         if tier is None:
@@ -644,7 +651,7 @@ class PriceBook:
             + searches * tier.web_search
             + file_searches * tier.file_search
         )
-        return _money(total, entry.exponent)
+        return total, entry.exponent
 
     def cost_bounds(
         self,
@@ -668,7 +675,7 @@ class PriceBook:
         low, high, exponent = self._bounds(
             model, prompt_tokens, max_output_tokens, service_tier, batch, audio, images
         )
-        return _money(low, exponent), _money(high, exponent)
+        return to_usd(low, exponent), to_usd(high, exponent)
 
     def max_cost_picos(
         self,
@@ -689,9 +696,7 @@ class PriceBook:
         _, high, exponent = self._bounds(
             model, prompt_tokens, max_output_tokens, service_tier, batch, audio, images
         )
-        shift = exponent + _PICO_EXPONENT
-        scale: int = 10 ** abs(shift)
-        return high * scale if shift >= 0 else -(-high // scale)  # rounded up
+        return to_picos(high, exponent)
 
     def _bounds(
         self,
@@ -1137,17 +1142,6 @@ def _compile(rates: ModelRates) -> tuple[_Tier, int]:
 def _scaled_int(value: Decimal, places: int) -> int:
     # Exact: ``places`` is at least the number of decimal places of every rate it is used on.
     return int(_EXACT.scaleb(value, places))
-
-
-def _money(units: int, exponent: int) -> Decimal:
-    """``units * 10**exponent`` dollars as a Decimal, trailing zeros dropped (but no E+ notation)."""
-    if units == 0:
-        return _ZERO
-    while exponent < 0 and units % 10 == 0:
-        units //= 10
-        exponent += 1
-    # Exact whatever the caller's decimal context: the int converts exactly and _EXACT scales it.
-    return Decimal(units).scaleb(exponent, _EXACT)
 
 
 def _config_decimal(value: object, *, where: str, key: str) -> Decimal:

@@ -43,7 +43,7 @@ from budgetguard._ledger import (
 )
 from budgetguard._policies import Policy, Wait, parse_policy
 from budgetguard._settings import active_config, current_settings
-from budgetguard._usage import Usage, UsageTotal
+from budgetguard._usage import TokenCounts, Usage, UsageTotal
 from budgetguard._windows import Rolling
 
 if TYPE_CHECKING:
@@ -99,12 +99,22 @@ class Tally:
         with self._lock:
             return {model: total.value() for model, total in self._by_model.items()}
 
-    def add_usage(self, model: str, usage: Usage) -> None:
+    def add_request(
+        self,
+        model: str,
+        counts: TokenCounts,
+        units: int,
+        exponent: int,
+        estimated: bool,
+        unpriced_model: str | None,
+    ) -> None:
+        """Count one settled request: its token counts and its exact cost (``units * 10**exponent``
+        dollars; see ``UsageTotal.add_request``)."""
         with self._lock:
             total = self._by_model.get(model)
             if total is None:
                 total = self._by_model[model] = UsageTotal()
-            total.add(usage)
+            total.add_request(counts, units, exponent, estimated, unpriced_model)
             self._total = None
 
     def __str__(self) -> str:

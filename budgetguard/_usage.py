@@ -7,10 +7,15 @@ this module needs to know which endpoint a number came from.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from decimal import Decimal
 from typing import Any, NamedTuple
+
+from budgetguard._money import add as add_money
+from budgetguard._money import from_usd as money_from_usd
+from budgetguard._money import to_usd
 
 __all__ = ["TokenCounts", "Usage", "UsageFormatError", "UsageTotal", "format_usd"]
 
@@ -212,80 +217,60 @@ class Usage:
 
 
 class UsageTotal:
-    """A running sum of usages that adds in place: what a scope keeps per model.
+    """A running sum of one model's calls: what a scope keeps per model.
 
-    Every call adds its usage to each scope it ran in; adding here builds no new object (a
-    ``Usage`` sum would build one each time). :meth:`value` returns the total as a ``Usage``.
-    Not thread-safe: the owner holds a lock.
+    Every call adds to each scope it ran in, so adding stays in integers: the token counts as a
+    tuple, the cost as exact integer units (``budgetguard._money``). :meth:`value` builds the
+    ``Usage`` (and its ``Decimal`` cost) when someone reads it. Not thread-safe: the owner holds
+    a lock.
     """
 
-    __slots__ = (
-        "cache_write_1h_tokens",
-        "cache_write_tokens",
-        "cached_tokens",
-        "completion_tokens",
-        "cost_usd",
-        "estimated_requests",
-        "file_search_requests",
-        "input_audio_tokens",
-        "input_image_tokens",
-        "output_audio_tokens",
-        "output_image_tokens",
-        "prompt_tokens",
-        "reasoning_tokens",
-        "requests",
-        "unpriced_models",
-        "unpriced_requests",
-        "web_search_requests",
-    )  # fmt: skip
+    __slots__ = ("cost_exponent", "cost_units", "estimated_requests", "requests", "tokens", "unpriced_models")
 
     def __init__(self) -> None:
-        self.prompt_tokens = self.completion_tokens = self.cached_tokens = self.cache_write_tokens = 0
-        self.reasoning_tokens = self.input_audio_tokens = self.output_audio_tokens = 0
-        self.input_image_tokens = self.output_image_tokens = self.requests = self.estimated_requests = 0
-        self.cache_write_1h_tokens = self.web_search_requests = self.file_search_requests = 0
-        self.cost_usd = _ZERO
-        self.unpriced_requests = 0
-        self.unpriced_models: set[str] = set()
+        self.tokens: tuple[int, ...] = _NO_TOKENS
+        self.requests = self.estimated_requests = 0
+        self.cost_units = self.cost_exponent = 0
+        self.unpriced_models: dict[str, int] = {}  # model -> requests counted without a price
+
+    def add_request(
+        self, counts: TokenCounts, units: int, exponent: int, estimated: bool, unpriced_model: str | None
+    ) -> None:
+        """One request: its token counts and its cost (``units * 10**exponent`` dollars), or
+        ``unpriced_model`` when its model has no price."""
+        self.tokens = tuple(map(operator.add, self.tokens, counts))
+        self.requests += 1
+        if estimated:
+            self.estimated_requests += 1
+        if units:
+            total = add_money(self.cost_units, self.cost_exponent, units, exponent)
+            self.cost_units, self.cost_exponent = total
+        if unpriced_model is not None:
+            self.unpriced_models[unpriced_model] = self.unpriced_models.get(unpriced_model, 0) + 1
 
     def add(self, usage: Usage) -> None:
-        self.prompt_tokens += usage.prompt_tokens
-        self.completion_tokens += usage.completion_tokens
-        self.cached_tokens += usage.cached_tokens
-        self.cache_write_tokens += usage.cache_write_tokens
-        self.reasoning_tokens += usage.reasoning_tokens
-        self.input_audio_tokens += usage.input_audio_tokens
-        self.output_audio_tokens += usage.output_audio_tokens
-        self.input_image_tokens += usage.input_image_tokens
-        self.output_image_tokens += usage.output_image_tokens
-        self.cache_write_1h_tokens += usage.cache_write_1h_tokens
-        self.web_search_requests += usage.web_search_requests
-        self.file_search_requests += usage.file_search_requests
+        """A usage (any number of requests) added as it is."""
+        self.tokens = tuple(map(operator.add, self.tokens, _token_fields(usage)))
         self.requests += usage.requests
-        self.cost_usd += usage.cost_usd
         self.estimated_requests += usage.estimated_requests
+        if usage.cost_usd:
+            self.cost_units, self.cost_exponent = add_money(
+                self.cost_units, self.cost_exponent, *money_from_usd(usage.cost_usd)
+            )
         if usage.unpriced_requests:
-            self.unpriced_requests += usage.unpriced_requests
-            self.unpriced_models.update(usage.unpriced_models)
+            # A usage counts its unpriced requests, not which model made each: the first takes them.
+            models = sorted(usage.unpriced_models) or ["(unknown)"]
+            self.unpriced_models[models[0]] = self.unpriced_models.get(models[0], 0) + usage.unpriced_requests
+            for model in models[1:]:
+                self.unpriced_models.setdefault(model, 0)
 
     def value(self) -> Usage:
         return Usage(
-            self.prompt_tokens,
-            self.completion_tokens,
-            self.cached_tokens,
-            self.cache_write_tokens,
-            self.reasoning_tokens,
-            self.input_audio_tokens,
-            self.output_audio_tokens,
-            self.input_image_tokens,
-            self.output_image_tokens,
-            self.cache_write_1h_tokens,
-            self.web_search_requests,
-            self.file_search_requests,
+            *TokenCounts._make(self.tokens),
             self.requests,
-            self.cost_usd,
+            to_usd(self.cost_units, self.cost_exponent),
             self.estimated_requests,
-            self.unpriced_requests,
+            sum(self.unpriced_models.values()),
             frozenset(self.unpriced_models),
         )
 
@@ -391,6 +376,26 @@ class TokenCounts(NamedTuple):
             cache_write_1h_tokens=one_hour,
             web_search_requests=searches,
         )
+
+
+_NO_TOKENS: tuple[int, ...] = tuple(TokenCounts())
+
+
+def _token_fields(usage: Usage) -> TokenCounts:
+    return TokenCounts(
+        usage.prompt_tokens,
+        usage.completion_tokens,
+        usage.cached_tokens,
+        usage.cache_write_tokens,
+        usage.reasoning_tokens,
+        usage.input_audio_tokens,
+        usage.output_audio_tokens,
+        usage.input_image_tokens,
+        usage.output_image_tokens,
+        usage.cache_write_1h_tokens,
+        usage.web_search_requests,
+        usage.file_search_requests,
+    )
 
 
 def format_usd(amount: Decimal) -> str:

@@ -43,6 +43,35 @@ def endpoint_of(method: str, url: str) -> str | None:
     return None
 
 
+# (method, url) -> endpoint: a client posts to a handful of paths, each parsed once.
+_endpoints: dict[tuple[str, str], str | None] = {}
+
+
+def _remember_endpoint(method: str, url: str) -> str | None:
+    endpoint = endpoint_of(method, url)
+    if len(_endpoints) >= 512:  # urls with ids in them (retrieve, cancel) must not pile up
+        _endpoints.clear()
+    _endpoints[method, url] = endpoint
+    return endpoint
+
+
+# The last base URL seen and whether it is a data-residency host: clients keep one URL object.
+_last_base_url: tuple[object, bool] = (None, False)
+
+
+def _regional(base_url: object) -> bool:
+    """Whether ``base_url`` is one of OpenAI's data-residency hosts (eu.api.openai.com, ...),
+    which bill an uplift."""
+    global _last_base_url
+    last = _last_base_url
+    if last[0] is base_url:
+        return last[1]
+    host = getattr(base_url, "host", "")
+    regional = isinstance(host, str) and host.endswith(".api.openai.com")
+    _last_base_url = (base_url, regional)
+    return regional
+
+
 # Billed endpoints budgetguard cannot price: a capped budget warns that they pass uncounted.
 _UNMETERED_BILLED = (
     "/images/generations", "/images/edits", "/images/variations", "/audio/speech",
@@ -81,8 +110,12 @@ class OpenAIWire(Wire):
     provider = "openai"
 
     def begin(self, client: Any, options: Any, entries: tuple[_context.Entry, ...]) -> Call | None:
-        method, url = str(getattr(options, "method", "")), str(getattr(options, "url", ""))
-        endpoint = endpoint_of(method, url)
+        method, url = getattr(options, "method", ""), getattr(options, "url", "")
+        try:
+            endpoint = _endpoints[method, url]
+        except (KeyError, TypeError):  # TypeError: an unhashable url object
+            method, url = str(method), str(url)
+            endpoint = _remember_endpoint(method, url)
         if endpoint is None:
             _warn_unmetered(method, url, entries)
             return None
@@ -91,16 +124,13 @@ class OpenAIWire(Wire):
             return None
         counter = server_counter(endpoint, client, body)
         base_url = getattr(client, "base_url", None)
-        host = getattr(base_url, "host", "")
-        # OpenAI's data-residency hosts (eu.api.openai.com, ...) bill an uplift.
-        regional = isinstance(host, str) and host.endswith(".api.openai.com")
         call = Call(
             endpoint,
             body,
             entries,
             count_input_tokens=counter,
             provider=self.provider,
-            region_url=base_url if regional else None,
+            region_url=base_url if _regional(base_url) else None,
         )
         if call.stream and endpoint in _STREAM_USAGE_ENDPOINTS:
             stream_options = body.get("stream_options")
