@@ -708,12 +708,10 @@ class Call:
         errors: list[BaseException] = []
         if self.budgets:
             actual = Amount(to_picos(units, exponent), counts[0] + counts[1], 1)
-            held = dict(self.holds)
             call_id = ""
-            for scope in self.scopes:
-                if not isinstance(scope, Budget):
-                    continue
-                hold = held.get(scope)
+            # Every budget held its share, or (refused, failed before reserving) none did.
+            holds: list[tuple[Budget, Hold | None]] = list(self.holds) or [(b, None) for b in self.budgets]
+            for budget, hold in holds:
                 if hold is not None and (
                     actual.picos > hold.amount.picos or actual.tokens > hold.amount.tokens
                 ):
@@ -721,13 +719,13 @@ class Call:
                 try:
                     # A ledger that keeps no records (the in-memory default) is not given one.
                     record = None
-                    if scope.ledger.keeps_records:
+                    if budget.ledger.keeps_records:
                         call_id = call_id or uuid.uuid4().hex
                         if usage is None:
                             usage = _usage(counts, units, exponent, unpriced, estimated)
-                        record = self._record(scope, usage, model, estimated, call_id)
-                    scope.settle(hold, actual, record)
-                except BaseException as exc:  # every other scope is still settled
+                        record = self._record(budget, usage, model, estimated, call_id)
+                    budget.settle(hold, actual, record)
+                except BaseException as exc:  # every other budget is still settled
                     errors.append(exc)
         for scope in self.scopes:
             scope.add_request(model, counts, units, exponent, estimated, unpriced)

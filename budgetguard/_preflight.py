@@ -355,12 +355,13 @@ def uses_audio(body: Mapping[str, Any]) -> bool:
         return True
     if "audio" in body:
         return True
-    # Audio input parts: cheap substring check on the part types that carry audio.
+    # Audio input parts. Runs on every budgeted call: text-only messages (a str content) are
+    # passed over with one type check each.
     for key in ("messages", "input"):
         items = body.get(key)
         if isinstance(items, list):
             for item in items:
-                content = item.get("content") if isinstance(item, Mapping) else None
+                content = item.get("content") if type(item) is dict or isinstance(item, Mapping) else None
                 if isinstance(content, list) and any(
                     isinstance(part, Mapping) and part.get("type") == "input_audio" for part in content
                 ):

@@ -263,6 +263,18 @@ def _insert(h: list[dict[str, Any]]) -> None:
     h.insert(1, {"role": "user", "content": "First, read the README."})
 
 
+def _part_appended(h: list[dict[str, Any]]) -> None:
+    parts = next(m for m in h if isinstance(m.get("content"), list))["content"]
+    parts.append({"type": "text", "text": "Also check the logs."})
+
+
+def _call_appended(h: list[dict[str, Any]]) -> None:
+    calls = h[2]["tool_calls"]
+    calls.append(
+        {"id": "call_extra", "type": "function", "function": {"name": "read_file", "arguments": "{}"}}
+    )
+
+
 def _image(h: list[dict[str, Any]]) -> None:
     h[1]["content"] = [{"type": "image_url", "image_url": {"url": png_url(2048, 1024)}}]
 
@@ -271,6 +283,8 @@ MUTATIONS: list[Callable[[list[dict[str, Any]]], None]] = [
     _content,
     _arguments,
     _part_text,
+    _part_appended,
+    _call_appended,
     _unknown_key,
     _unknown_value_type,
     _unknown_key_order,
