@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
+import socket
 import sqlite3
 import subprocess
 import sys
 import threading
+import time
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -19,6 +22,7 @@ from _redis_server import _free_port, redis_url  # noqa: F401 - redis_url is the
 
 from budgetguard._errors import BudgetGuardWarning, ConfigError, StoreError
 from budgetguard._ledger import (
+    DONE_GRACE,
     Amount,
     Hold,
     Limits,
@@ -139,6 +143,63 @@ def test_sqlite_runs_in_wal_mode_with_a_versioned_schema(tmp_path: Path) -> None
     with sqlite3.connect(tmp_path / "l.db") as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert conn.execute("PRAGMA page_size").fetchone()[0] == 1024  # small WAL frames
+
+
+# The schema of version 4 as budgetguard wrote it (versions 1 to 3 lack records columns).
+_V4_RECORD_INTS = (
+    "prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens",
+    "input_audio_tokens", "output_audio_tokens", "input_image_tokens", "output_image_tokens",
+    "cache_write_1h_tokens", "web_search_requests", "file_search_requests", "requests",
+    "estimated_requests", "unpriced_requests",
+)  # fmt: skip
+_V4_SCHEMA = f"""
+CREATE TABLE holds (id TEXT PRIMARY KEY, budget TEXT NOT NULL, picos INTEGER NOT NULL,
+    tokens INTEGER NOT NULL, requests INTEGER NOT NULL, until REAL NOT NULL, owner TEXT NOT NULL);
+CREATE INDEX holds_budget_until ON holds (budget, until);
+CREATE INDEX holds_owner ON holds (owner);
+CREATE TABLE finished (id TEXT PRIMARY KEY, until REAL NOT NULL);
+CREATE INDEX finished_until ON finished (until);
+CREATE TABLE counters (budget TEXT NOT NULL, window_key TEXT NOT NULL, bucket INTEGER NOT NULL,
+    picos INTEGER NOT NULL, tokens INTEGER NOT NULL, requests INTEGER NOT NULL,
+    PRIMARY KEY (budget, window_key, bucket)) WITHOUT ROWID;
+CREATE TABLE records (id INTEGER PRIMARY KEY, ledger_budget TEXT NOT NULL, picos INTEGER NOT NULL,
+    tokens INTEGER NOT NULL, requests_amount INTEGER NOT NULL, time REAL NOT NULL, budget TEXT NOT NULL,
+    key TEXT, scope_path TEXT NOT NULL, model TEXT NOT NULL, endpoint TEXT NOT NULL,
+    {", ".join(f"{name} INTEGER NOT NULL" for name in _V4_RECORD_INTS)},
+    cost_usd TEXT NOT NULL, reserved_usd TEXT NOT NULL, estimated INTEGER NOT NULL,
+    price_source TEXT NOT NULL, request_id TEXT, extra TEXT NOT NULL);
+CREATE INDEX records_time ON records (time);
+CREATE INDEX records_budget_time ON records (budget, time);
+PRAGMA user_version = 4;
+"""
+
+
+def _v4_ledger(path: Path) -> float:
+    """A version 4 file of budget "b": a call of a cent settled (hold "settled", with a record),
+    and a hold "live" of a cent of this process. Returns the time it was written."""
+    now = time.time()
+    with sqlite3.connect(path) as conn:
+        conn.executescript(_V4_SCHEMA)
+        conn.execute("INSERT INTO finished VALUES ('settled', ?)", (now + 600,))
+        conn.execute(
+            "INSERT INTO holds VALUES ('live', 'b', ?, ?, ?, ?, ?)",
+            (CENT.picos, CENT.tokens, CENT.requests, now + 600, f"{socket.gethostname()}:{os.getpid()}"),
+        )
+        for window_key, bucket in (("", 0), (DAY.key, DAY.bucket(now))):
+            conn.execute(
+                "INSERT INTO counters VALUES (?, ?, ?, ?, ?, ?)",
+                ("b", window_key, bucket, CENT.picos, CENT.tokens, CENT.requests),
+            )
+        ints = dict.fromkeys(_V4_RECORD_INTS, 0) | {"requests": 1}
+        conn.execute(
+            "INSERT INTO records (ledger_budget, picos, tokens, requests_amount, time, budget, key, "
+            f"scope_path, model, endpoint, {', '.join(ints)}, cost_usd, reserved_usd, estimated, "
+            f"price_source, request_id, extra) VALUES ({', '.join('?' * (16 + len(ints)))})",
+            ("b", CENT.picos, CENT.tokens, CENT.requests, now, "b", None, "b", "gpt-4o", "chat.completions",
+             *ints.values(), "0.01", "0.01", 0, "", None, "{}"),
+        )  # fmt: skip
+    return now
 
 
 def test_sqlite_upgrades_a_version_1_ledger_and_keeps_its_records(tmp_path: Path) -> None:
@@ -148,9 +209,7 @@ def test_sqlite_upgrades_a_version_1_ledger_and_keeps_its_records(tmp_path: Path
     def record(model: str, usage: Usage) -> SpendRecord:
         return SpendRecord(1.0, "b", None, "b", model, "chat.completions", usage, Decimal(0))
 
-    ledger = SQLiteLedger(tmp_path / "l.db")
-    ledger.settle(_granted(ledger.reserve("b", CENT, DOLLAR, DAY)), CENT, record("gpt-4o", Usage(requests=1)))
-    ledger.close()
+    _v4_ledger(tmp_path / "l.db")
     with sqlite3.connect(tmp_path / "l.db") as conn:  # as budgetguard 0.1 wrote it
         for column in (
             "unpriced_requests", "cache_write_1h_tokens", "web_search_requests", "file_search_requests"
@@ -165,7 +224,48 @@ def test_sqlite_upgrades_a_version_1_ledger_and_keeps_its_records(tmp_path: Path
     assert new.usage == unpriced
     ledger.close()
     with sqlite3.connect(tmp_path / "l.db") as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+
+
+def test_sqlite_upgrades_a_version_4_ledger_and_keeps_its_holds_and_finished_ids(tmp_path: Path) -> None:
+    until = _v4_ledger(tmp_path / "l.db") + 600
+    ledger = SQLiteLedger(tmp_path / "l.db")
+    assert (ledger.snapshot("b", DAY).spent, ledger.snapshot("b", DAY).reserved) == (CENT, CENT)
+    ledger.settle(Hold("settled", "b", CENT, until, DAY), CENT)  # settled before the upgrade: ignored
+    ledger.settle(Hold("live", "b", CENT, until, DAY), CENT)
+    ledger.settle(Hold("live", "b", CENT, until, DAY), CENT)  # a repeat: ignored
+    assert (ledger.snapshot("b", DAY).spent, ledger.snapshot("b", DAY).reserved) == (CENT + CENT, Amount())
+    assert [record.model for record in ledger.records(budget="b")] == ["gpt-4o"]
+    ledger.close()
+    with sqlite3.connect(tmp_path / "l.db") as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert tables == {"holds", "counters", "records"}
+
+
+def test_sqlite_remembers_finished_holds_for_the_grace_then_deletes_every_expired_row(tmp_path: Path) -> None:
+    now = [1_000_000.0]
+    ledger = SQLiteLedger(tmp_path / "l.db", clock=lambda: now[0])
+
+    def rows() -> set[str]:
+        with sqlite3.connect(tmp_path / "l.db") as conn:
+            return {id for (id,) in conn.execute("SELECT id FROM holds")}
+
+    short = _granted(ledger.reserve("b", CENT, DOLLAR, DAY, ttl=1))  # remembered past its ttl
+    ledger.settle(short, CENT)
+    foreign = Hold("lease-0123.L1", "b", CENT, 0.0, DAY)  # an id not made here, as a lease's
+    ledger.settle(foreign, CENT)
+    abandoned = _granted(ledger.reserve("b", CENT, DOLLAR, DAY, ttl=1))
+    now[0] += DONE_GRACE - 1
+    ledger.release(_granted(ledger.reserve("b", CENT, DOLLAR, DAY)))  # a transaction that purges
+    ledger.settle(short, CENT)
+    ledger.settle(foreign, CENT)  # repeats within the grace are ignored
+    assert ledger.snapshot("b", DAY).spent == CENT + CENT
+    assert abandoned.id not in rows() and {short.id, foreign.id} <= rows()
+    now[0] += 3600
+    live = _granted(ledger.reserve("b", CENT, DOLLAR, DAY))
+    assert rows() == {live.id}
+    ledger.close()
 
 
 def test_sqlite_refuses_a_ledger_from_a_newer_budgetguard(tmp_path: Path) -> None:
