@@ -8,7 +8,7 @@ one is assumed to use, and prices both ends. The enforcement path and the public
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -221,8 +221,7 @@ def plan_request(
     if server_prompt_tokens is None and not tokens.exact and count_input_tokens is not None:
         server_prompt_tokens = counted_tokens(count_input_tokens())
     if server_prompt_tokens is not None:
-        tokens = replace(
-            tokens,
+        tokens = tokens._replace(
             prompt_tokens=server_prompt_tokens,
             prompt_tokens_upper=server_prompt_tokens,
             exact=True,

@@ -605,25 +605,31 @@ class PriceBook:
         tier = entry.tier
         if tier is None:
             raise UnknownModelError(entry.model, entry.hint)
-        prompt = usage.prompt_tokens
-        completion = usage.completion_tokens
-        cached = usage.cached_tokens
-        cache_write = usage.cache_write_tokens
-        cache_write_1h = usage.cache_write_1h_tokens
-        audio_in = usage.input_audio_tokens
-        image_in = usage.input_image_tokens
-        audio_out = usage.output_audio_tokens
-        image_out = usage.output_image_tokens
-        searches = usage.web_search_requests
-        file_searches = usage.file_search_requests
-        # A negative count anywhere makes the bitwise OR negative: one comparison for all eleven.
-        if (
-            prompt | completion | cached | cache_write | cache_write_1h | audio_in | image_in | audio_out
-            | image_out | searches | file_searches
-        ) < 0:  # fmt: skip
+        if type(usage) is TokenCounts:  # the call path's case: unpacked in one step
+            (
+                prompt, completion, cached, cache_write, _, audio_in, audio_out, image_in, image_out,
+                cache_write_1h, searches, file_searches,
+            ) = usage  # fmt: skip
+        else:
+            prompt = usage.prompt_tokens
+            completion = usage.completion_tokens
+            cached = usage.cached_tokens
+            cache_write = usage.cache_write_tokens
+            cache_write_1h = usage.cache_write_1h_tokens
+            audio_in = usage.input_audio_tokens
+            image_in = usage.input_image_tokens
+            audio_out = usage.output_audio_tokens
+            image_out = usage.output_image_tokens
+            searches = usage.web_search_requests
+            file_searches = usage.file_search_requests
+        # A negative count anywhere makes the bitwise OR negative: one comparison for all of them.
+        parts = cached | cache_write | cache_write_1h | audio_in | image_in | audio_out | image_out
+        if (prompt | completion | parts | searches | file_searches) < 0:
             raise ValueError(f"usage has a negative token count: {usage!r}")
         while tier.long is not None and tier.threshold is not None and prompt > tier.threshold:
             tier = tier.long
+        if not (parts | searches | file_searches):  # plain text in and out: most calls
+            return prompt * tier.input + completion * tier.output, entry.exponent
         # Parts of a total, in priority order, never more than what is left of it.
         cached = min(cached, prompt)
         rest = prompt - cached

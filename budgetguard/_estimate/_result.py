@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = ["Tally", "TokenEstimate"]
 
 
-@dataclass(frozen=True, slots=True)
-class TokenEstimate:
+class TokenEstimate(NamedTuple):
     """Prompt tokens a request will be billed for, counted from its body before it is sent.
 
     ``prompt_tokens`` is the best estimate of the billed prompt (input) tokens;
@@ -23,6 +22,8 @@ class TokenEstimate:
     estimator does not know (named by JSON path); ``reasons`` says why, and lists
     assumptions made. ``image_tokens`` is the part of
     ``prompt_tokens`` due to images.
+
+    A named tuple: every budgeted call makes one, and it costs a fraction of a frozen dataclass.
     """
 
     endpoint: str
