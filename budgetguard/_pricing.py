@@ -369,7 +369,8 @@ class _Tier:
 
     __slots__ = (
         "cache_write", "cache_write_1h", "cached", "file_search", "input", "input_audio", "input_image",
-        "long", "output", "output_audio", "output_image", "threshold", "web_search",
+        "input_max", "input_min", "long", "output", "output_audio", "output_image", "threshold",
+        "web_search",
     )  # fmt: skip
 
     def __init__(
@@ -403,6 +404,10 @@ class _Tier:
         self.output_image = output_image
         self.threshold = threshold
         self.long = long
+        # The bounds of a text prompt token, for reserving (every budgeted call): the dearest
+        # way it can be billed, and the cheapest.
+        self.input_max = max(input, cache_write, cache_write_1h)
+        self.input_min = min(input, cached)
 
 
 class _Resolution:
@@ -726,7 +731,7 @@ class PriceBook:
             raise UnknownModelError(entry.model, entry.hint)
         while tier.long is not None and tier.threshold is not None and prompt_tokens > tier.threshold:
             tier = tier.long
-        input_max = max(tier.input, tier.cache_write, tier.cache_write_1h)
+        input_max = tier.input_max
         output_max = tier.output
         if audio:
             input_max = max(input_max, tier.input_audio)
@@ -734,7 +739,7 @@ class PriceBook:
         if images:
             input_max = max(input_max, tier.input_image)
             output_max = max(output_max, tier.output_image)
-        low = prompt_tokens * min(tier.input, tier.cached)
+        low = prompt_tokens * tier.input_min
         high = prompt_tokens * input_max + max_output_tokens * output_max
         return low, high, entry.exponent
 
