@@ -18,6 +18,11 @@ Each scope is entered once around a mode's calls (a run), so the figures are per
 Wall time: every mode runs in a fresh process; rounds interleave the modes (the order rotates
 each round). A process times its calls in batches; each mode's figure is the minimum, over
 rounds and batches, of the mean time per call in a batch (the least disturbed by other work).
+Paired wall time (``--paired``, on by default): separate processes on a shared machine differ
+by more than budgetguard costs, so each scoped mode also runs in one process against its own
+unscoped calls: batches inside the scope alternate with batches outside it (the hook installed,
+or LangChain's invoke alone), and the figure is the ratio of the two minima. Both sides share
+the process, its caches and its disturbances.
 Instructions: each mode runs under valgrind's callgrind at two batch sizes in fresh processes
 (same warm-up); the difference divided by the difference in calls is the cost per call, with
 interpreter start-up and imports cancelled out. ``PYTHONHASHSEED=0`` keeps runs repeatable.
@@ -29,7 +34,7 @@ SQLite <= 1.10x, and neither above LangChain's callback (its overhead over ``inv
 ``--breakdown`` also profiles the ``budget`` mode under callgrind with one trampoline per
 budgetguard function and prints the inclusive instructions per call of the top functions.
 
-    .venv/bin/python benchmarks/overhead.py [--rounds 5] [--calls 2000] [--no-callgrind]
+    .venv/bin/python benchmarks/overhead.py [--rounds 5] [--calls 2000] [--no-callgrind] [--no-paired]
     .venv/bin/python benchmarks/overhead.py --breakdown-only
     .venv/bin/python benchmarks/overhead.py --memory-calls 100000
 """
@@ -73,6 +78,13 @@ BG_MODES = ("hook", "track_usage", "budget", "budget_sqlite", "langchain_track_u
 @contextlib.contextmanager
 def _mode(mode: str, store_dir: str) -> Iterator[Callable[[], Any]]:
     """The call to time for ``mode``, inside the scope the mode needs."""
+    call, scope = _call_and_scope(mode, store_dir)
+    with scope:
+        yield call
+
+
+def _call_and_scope(mode: str, store_dir: str) -> tuple[Callable[[], Any], Any]:
+    """The call to time for ``mode`` and the scope (a reusable context manager) it runs in."""
     warnings.simplefilter("ignore")  # LangChain community's deprecation notices
     from _transport import chat, make_client, make_langchain
 
@@ -103,9 +115,91 @@ def _mode(mode: str, store_dir: str) -> Iterator[Callable[[], Any]]:
     elif mode == "langchain_callback":
         from langchain_community.callbacks import get_openai_callback
 
-        scope = get_openai_callback()
-    with scope:
-        yield call
+        scope = _Reentered(get_openai_callback)
+    return call, scope
+
+
+class _Reentered:
+    """A context manager made afresh at each ``with`` (LangChain's is a one-shot generator)."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make = make
+        self._active: list[Any] = []
+
+    def __enter__(self) -> Any:
+        manager = self._make()
+        self._active.append(manager)
+        return manager.__enter__()
+
+    def __exit__(self, *exc: Any) -> Any:
+        return self._active.pop().__exit__(*exc)
+
+
+# Scoped modes, and the unscoped mode of the same process they are paired with.
+PAIRED = {
+    "track_usage": "hook",
+    "budget": "hook",
+    "budget_sqlite": "hook",
+    "langchain_callback": "langchain",
+    "langchain_track_usage": "langchain",
+}
+
+
+def _paired_worker(args: argparse.Namespace) -> None:
+    """Alternate batches outside and inside the mode's scope in this one process."""
+    mode = args.paired_worker
+    with tempfile.TemporaryDirectory() as store_dir:
+        call, scope = _call_and_scope(mode, store_dir)
+        if mode in BG_MODES:
+            import budgetguard as bg
+
+            bg.instrument()
+        for _ in range(args.warmup):
+            call()
+        with scope:
+            for _ in range(args.warmup):
+                call()
+        gc.collect()
+        size = max(1, args.calls // args.batches)
+        best = {"outside": float("inf"), "inside": float("inf")}
+        for batch in range(args.batches * 2):
+            side = ("outside", "inside")[batch % 2]
+            manager = scope if side == "inside" else contextlib.nullcontext()
+            with manager:
+                start = time.perf_counter()
+                for _ in range(size):
+                    call()
+                best[side] = min(best[side], (time.perf_counter() - start) / size)
+    print(json.dumps(best))
+
+
+def _paired(modes: list[str], calls: int, warmup: int, batches: int) -> dict[str, tuple[float, float]]:
+    """Per scoped mode: (outside, inside) seconds per call, measured in one process."""
+    found: dict[str, tuple[float, float]] = {}
+    for mode in modes:
+        if mode not in PAIRED:
+            continue
+        argv = [
+            sys.executable, str(Path(__file__).resolve()), "--paired-worker", mode, "--calls", str(calls),
+            "--warmup", str(warmup), "--batches", str(batches),
+        ]  # fmt: skip
+        out = subprocess.run(argv, env=_env(), check=True, capture_output=True, text=True).stdout
+        best = json.loads(out.strip().splitlines()[-1])
+        found[mode] = (best["outside"], best["inside"])
+        print(f"  paired {mode} done", file=sys.stderr)
+    return found
+
+
+def _paired_table(found: dict[str, tuple[float, float]], wall: dict[str, float]) -> None:
+    print("\nwall time, paired in one process: the quietest batch inside the scope over the quietest")
+    print("batch outside it (alternating batches; outside = the hook installed, or invoke alone)")
+    for mode, (outside, inside) in found.items():
+        print(
+            f"  {mode:<22} {MODES[mode]:<38} {inside * 1e6:8.1f} us vs {outside * 1e6:8.1f} us  "
+            f"{inside / outside:6.3f}x {PAIRED[mode]:<9} (+{(inside - outside) * 1e6:.1f} us)"
+        )
+    if "hook" in wall and "sdk" in wall:
+        print(f"  (the hook itself, fresh processes: {wall['hook'] / wall['sdk']:.3f}x of the SDK alone)")
 
 
 def _worker(args: argparse.Namespace) -> None:
@@ -262,6 +356,20 @@ def _verdicts(label: str, values: dict[str, float]) -> None:
             )
 
 
+def _paired_verdicts(found: dict[str, tuple[float, float]]) -> None:
+    ratios = {mode: inside / outside for mode, (outside, inside) in found.items()}
+    for mode, target in (("track_usage", 1.03), ("budget", 1.05), ("budget_sqlite", 1.10)):
+        if mode in ratios:
+            print(f"  wall, paired: {mode} {ratios[mode]:.3f}x of the hook's calls, target <= {target:.2f}x: "
+                  f"{'met' if ratios[mode] <= target else 'NOT met'}")  # fmt: skip
+    callback = ratios.get("langchain_callback")
+    if callback is not None:
+        for mode in ("track_usage", "budget", "langchain_track_usage"):
+            if mode in ratios:
+                print(f"  wall, paired: {mode} {ratios[mode]:.3f}x vs LangChain's callback {callback:.3f}x: "
+                      f"{'not above' if ratios[mode] <= callback else 'ABOVE'}")  # fmt: skip
+
+
 def _breakdown(calls: int, warmup: int, per_call_total: dict[str, float]) -> None:
     import _callgrind
 
@@ -324,15 +432,20 @@ def main() -> None:
         "--jobs", type=int, default=1, help="callgrind runs at once (counts do not mind load)"
     )
     parser.add_argument("--breakdown", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--paired", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--breakdown-only", action="store_true")
     parser.add_argument("--memory-calls", type=int, default=0, help="also check memory over this many calls")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--profile-out", help=argparse.SUPPRESS)
     parser.add_argument("--memory-worker", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--paired-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         _worker(args)
+        return
+    if args.paired_worker:
+        _paired_worker(args)
         return
     if args.memory_worker:
         _memory_worker(args.memory_worker)
@@ -345,6 +458,7 @@ def main() -> None:
     small, large = (int(n) for n in args.callgrind_calls.split(","))
     instr: dict[str, float] = {}
     wall: dict[str, float] = {}
+    paired: dict[str, tuple[float, float]] = {}
     if not args.breakdown_only:
         import platform
 
@@ -362,6 +476,9 @@ def main() -> None:
             wall,
             lambda s: f"{s * 1e6:8.1f} us",
         )
+        if args.paired:
+            paired = _paired(modes, args.calls, args.warmup, args.batches * 2)
+            _paired_table(paired, wall)
         import _callgrind
 
         if not args.no_callgrind and _callgrind.available():
@@ -374,6 +491,7 @@ def main() -> None:
             )
         print("\ntargets (met or not):")
         _verdicts("wall", wall)
+        _paired_verdicts(paired)
         _verdicts("instructions", instr)
     if (args.breakdown or args.breakdown_only) and not args.no_callgrind:
         _breakdown(small, args.callgrind_warmup, instr)
@@ -382,7 +500,7 @@ def main() -> None:
         argv = [sys.executable, str(Path(__file__).resolve()), "--memory-worker", str(args.memory_calls)]
         subprocess.run(argv, env=_env(), check=True)
     if args.json:
-        figures = {"wall_seconds": wall, "instructions": instr}
+        figures = {"wall_seconds": wall, "paired_wall_seconds": paired, "instructions": instr}
         args.json.write_text(json.dumps(figures, indent=2), encoding="utf-8")
 
 
