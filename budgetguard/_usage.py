@@ -298,6 +298,30 @@ class TokenCounts(NamedTuple):
     @classmethod
     def from_openai(cls, raw: Mapping[str, Any]) -> TokenCounts:
         """The counts of a usage object as the API reports it; see :meth:`Usage.from_openai`."""
+        if type(raw) is dict and raw.keys() <= _CHAT_USAGE_KEYS:
+            # Every chat completion reports this shape: read inline, checked at once; any other
+            # value or spelling goes the general way below, which names what is wrong.
+            prompt, completion = raw.get("prompt_tokens"), raw.get("completion_tokens")
+            pdet, cdet = raw.get("prompt_tokens_details"), raw.get("completion_tokens_details")
+            if (
+                type(pdet) is dict
+                and type(cdet) is dict
+                and pdet.keys() <= _PROMPT_DETAIL_KEYS
+                and cdet.keys() <= _COMPLETION_DETAIL_KEYS
+            ):
+                cached, audio_in = pdet.get("cached_tokens", 0), pdet.get("audio_tokens", 0)
+                reasoning, audio_out = cdet.get("reasoning_tokens", 0), cdet.get("audio_tokens", 0)
+                if (
+                    type(prompt) is int
+                    and type(completion) is int
+                    and type(cached) is int
+                    and type(audio_in) is int
+                    and type(reasoning) is int
+                    and type(audio_out) is int
+                    and (prompt | completion | cached | audio_in | reasoning | audio_out) >= 0
+                    and cached <= prompt
+                ):
+                    return cls(prompt, completion, cached, 0, reasoning, audio_in, audio_out)
         if type(raw) is not dict and not isinstance(raw, Mapping):
             raise UsageFormatError(f"usage must be an object, got {type(raw).__name__}")
         prompt = _first_int(raw, "prompt_tokens", "input_tokens")
@@ -396,6 +420,22 @@ def _token_fields(usage: Usage) -> TokenCounts:
         usage.web_search_requests,
         usage.file_search_requests,
     )
+
+
+# The usage of a chat completion, as OpenAI reports it (``TokenCounts.from_openai``'s fast path).
+_CHAT_USAGE_KEYS = frozenset(
+    {
+        "prompt_tokens",
+        "completion_tokens",
+        "total_tokens",
+        "prompt_tokens_details",
+        "completion_tokens_details",
+    }
+)
+_PROMPT_DETAIL_KEYS = frozenset({"cached_tokens", "audio_tokens"})
+_COMPLETION_DETAIL_KEYS = frozenset(
+    {"reasoning_tokens", "audio_tokens", "accepted_prediction_tokens", "rejected_prediction_tokens"}
+)
 
 
 def format_usd(amount: Decimal) -> str:

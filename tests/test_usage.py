@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -55,6 +56,40 @@ def test_compatible_servers_may_omit_details_or_send_nulls() -> None:
         }
     )
     assert usage.cached_tokens == usage.reasoning_tokens == 0
+
+
+_CHAT = {
+    "prompt_tokens": 160,
+    "completion_tokens": 7,
+    "total_tokens": 167,
+    "prompt_tokens_details": {"cached_tokens": 64, "audio_tokens": 0},
+    "completion_tokens_details": {"reasoning_tokens": 3, "audio_tokens": 0, "accepted_prediction_tokens": 0},
+}
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        _CHAT,
+        {**_CHAT, "prompt_tokens_details": {"cached_tokens": 0, "image_tokens": 5}},
+        {**_CHAT, "prompt_tokens_details": {"cached_tokens": None, "audio_tokens": 4}},
+        {**_CHAT, "prompt_cache_hit_tokens": 32, "prompt_tokens_details": {}},
+        {**_CHAT, "completion_tokens_details": {"reasoning_tokens": 3.0}},
+        {**_CHAT, "prompt_tokens_details": {"cached_tokens": 200}},
+        {**_CHAT, "completion_tokens": -7},
+        {**_CHAT, "prompt_tokens": True},
+    ],
+)
+def test_a_chat_usage_reads_the_same_as_any_mapping_of_it(raw: dict[str, Any]) -> None:
+    # The plain dict of a chat completion is read on a fast path; any other mapping goes the
+    # general way. Both give the same counts, or the same error.
+    def read(value: Any) -> object:
+        try:
+            return TokenCounts.from_openai(value)
+        except UsageFormatError as exc:
+            return str(exc)
+
+    assert read(raw) == read(MappingProxyType(raw))
 
 
 @pytest.mark.parametrize(

@@ -145,8 +145,9 @@ class MemoryLedger(Ledger):
         _check_ttl(ttl)
         with self._lock:
             now = self.clock()
-            account = self._account(budget)
-            self._expire(account, now)
+            account = self._accounts.get(budget) or self._account(budget)
+            if now >= account.next_sweep:
+                self._expire(account, now)
             reserved = account.reserved
             if not limits.unlimited:
                 spent = self._spent(account, window, now)
@@ -179,8 +180,9 @@ class MemoryLedger(Ledger):
     def settle(self, hold: Hold, actual: Amount, record: SpendRecord | None = None) -> None:
         with self._lock:
             now = self.clock()
-            account = self._account(hold.budget)
-            self._expire(account, now)
+            account = self._accounts.get(hold.budget) or self._account(hold.budget)
+            if now >= account.next_sweep:
+                self._expire(account, now)
             if not self._finish(account, hold):
                 return
             account.total.add(actual)
