@@ -11,7 +11,7 @@ from __future__ import annotations
 from decimal import Context, Decimal
 from typing import Final
 
-__all__ = ["PICOS_PER_USD", "add", "from_usd", "picos_to_usd", "to_picos", "to_usd", "usd_to_picos"]
+__all__ = ["PICOS_PER_USD", "add", "picos_to_usd", "to_picos", "to_usd", "usd_to_picos"]
 
 PICOS_PER_USD: Final = 10**12
 _PICO_EXPONENT: Final = -12
@@ -47,15 +47,6 @@ def add(units: int, exponent: int, other_units: int, other_exponent: int) -> tup
     if exponent < other_exponent:
         return units + other_units * 10 ** (other_exponent - exponent), exponent
     return units * 10 ** (exponent - other_exponent) + other_units, other_exponent
-
-
-def from_usd(amount: Decimal) -> tuple[int, int]:
-    """A finite Decimal as ``(units, exponent)``."""
-    sign, digits, exponent = amount.as_tuple()
-    if not isinstance(exponent, int):
-        raise ValueError(f"not a finite amount of dollars: {amount}")
-    units = int("".join(map(str, digits))) if digits else 0
-    return (-units if sign else units), exponent
 
 
 def usd_to_picos(usd: Decimal) -> int:

@@ -14,7 +14,6 @@ from decimal import Decimal
 from typing import Any, NamedTuple
 
 from budgetguard._money import add as add_money
-from budgetguard._money import from_usd as money_from_usd
 from budgetguard._money import to_usd
 
 __all__ = ["TokenCounts", "Usage", "UsageFormatError", "UsageTotal", "format_usd"]
@@ -248,22 +247,6 @@ class UsageTotal:
         if unpriced_model is not None:
             self.unpriced_models[unpriced_model] = self.unpriced_models.get(unpriced_model, 0) + 1
 
-    def add(self, usage: Usage) -> None:
-        """A usage (any number of requests) added as it is."""
-        self.tokens = tuple(map(operator.add, self.tokens, _token_fields(usage)))
-        self.requests += usage.requests
-        self.estimated_requests += usage.estimated_requests
-        if usage.cost_usd:
-            self.cost_units, self.cost_exponent = add_money(
-                self.cost_units, self.cost_exponent, *money_from_usd(usage.cost_usd)
-            )
-        if usage.unpriced_requests:
-            # A usage counts its unpriced requests, not which model made each: the first takes them.
-            models = sorted(usage.unpriced_models) or ["(unknown)"]
-            self.unpriced_models[models[0]] = self.unpriced_models.get(models[0], 0) + usage.unpriced_requests
-            for model in models[1:]:
-                self.unpriced_models.setdefault(model, 0)
-
     def value(self) -> Usage:
         return Usage(
             *TokenCounts._make(self.tokens),
@@ -403,23 +386,6 @@ class TokenCounts(NamedTuple):
 
 
 _NO_TOKENS: tuple[int, ...] = tuple(TokenCounts())
-
-
-def _token_fields(usage: Usage) -> TokenCounts:
-    return TokenCounts(
-        usage.prompt_tokens,
-        usage.completion_tokens,
-        usage.cached_tokens,
-        usage.cache_write_tokens,
-        usage.reasoning_tokens,
-        usage.input_audio_tokens,
-        usage.output_audio_tokens,
-        usage.input_image_tokens,
-        usage.output_image_tokens,
-        usage.cache_write_1h_tokens,
-        usage.web_search_requests,
-        usage.file_search_requests,
-    )
 
 
 # The usage of a chat completion, as OpenAI reports it (``TokenCounts.from_openai``'s fast path).

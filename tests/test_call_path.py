@@ -52,22 +52,23 @@ def test_a_request_priced_from_its_counts_equals_its_usage_priced() -> None:
     assert Usage.of_request(counts, cost).requests == 1
 
 
-def test_a_running_total_equals_the_sum_of_the_usages_added() -> None:
-    usages = [
-        Usage(
-            *TokenCounts(i, 2 * i, i // 2, i // 5, i // 3, 1, 2, 3, 4, i // 7, i % 3),
-            requests=1,
-            cost_usd=D(i) / 10**9,
-            estimated_requests=i % 2,
-            unpriced_requests=int(i % 5 == 0),
-            unpriced_models=frozenset({f"m{i % 3}"}) if i % 5 == 0 else frozenset(),
-        )
-        for i in range(1, 60)
-    ]
+def test_a_running_total_equals_the_sum_of_the_usages_of_its_requests() -> None:
+    book = PriceBook()
     total = UsageTotal()
     assert total.value() == Usage()
-    for usage in usages:
-        total.add(usage)
+    usages = []
+    for i in range(1, 60):
+        counts = TokenCounts(i, 2 * i, i // 2, i // 5, i // 3, 1, 2, 3, 4, i // 7, i % 3)
+        estimated = bool(i % 2)
+        if i % 5 == 0:  # a model without a price: counted, not priced
+            model = f"m{i % 3}"
+            total.add_request(counts, 0, 0, estimated, model)
+            usages.append(Usage.of_unpriced_request(counts, model, estimated))
+        else:  # models priced in different exponents add exactly
+            model = ("gpt-4o", "gpt-4o-mini", "text-embedding-3-small")[i % 3]
+            units, exponent = book.price(counts, model)
+            total.add_request(counts, units, exponent, estimated, None)
+            usages.append(Usage.of_request(counts, book.cost(counts, model), estimated))
     assert total.value() == sum(usages, Usage())
 
 
