@@ -19,13 +19,13 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+from _noon_clock import OFFSET, Clock
 from _redis_cluster import redis_cluster, redis_cluster_url  # noqa: F401 - fixtures
 from _redis_server import redis_url  # noqa: F401 - the fixture
 
@@ -60,20 +60,6 @@ DOLLAR = Limits(picos=usd_to_picos(Decimal(1)))
 TEN = Limits(picos=usd_to_picos(Decimal(10)))
 WORKER = Path(__file__).with_name("_ledger_worker.py")
 ROOT = Path(__file__).resolve().parent.parent
-
-# Processes run their clocks at today's noon UTC, so no test straddles a midnight.
-_NOON = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0).timestamp()
-OFFSET = _NOON - time.time()
-
-
-class Clock:
-    """Real time moved to noon, plus ``skip`` seconds when a test jumps ahead."""
-
-    def __init__(self) -> None:
-        self.skip = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + OFFSET + self.skip
 
 
 @pytest.fixture(autouse=True)

@@ -18,13 +18,13 @@ import uuid
 import warnings
 from collections.abc import Iterator
 from contextlib import redirect_stdout
-from datetime import UTC, datetime
 from decimal import Decimal
 from io import StringIO
 from pathlib import Path
 
 import pytest
 import redis
+from _noon_clock import OFFSET, noon
 from _redis_cluster import RedisCluster, redis_cluster, redis_cluster_url  # noqa: F401 - fixtures
 from _redis_server import _free_port
 
@@ -51,14 +51,6 @@ CENT = Amount(usd_to_picos(Decimal("0.01")), 10, 1)
 DOLLAR = Limits(picos=usd_to_picos(Decimal(1)))
 WORKER = Path(__file__).with_name("_ledger_worker.py")
 ROOT = Path(__file__).resolve().parent.parent
-
-# Every process runs its clock at today's noon UTC, so no test straddles a midnight.
-_NOON = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0).timestamp()
-OFFSET = _NOON - time.time()
-
-
-def noon() -> float:
-    return time.time() + OFFSET
 
 
 @pytest.fixture

@@ -11,14 +11,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from _noon_clock import OFFSET, Clock
 from _redis_server import redis_url  # noqa: F401 - the fixture
 
 from budgetguard._ledger import Amount, Hold, Ledger, Limits, usd_to_picos
@@ -28,24 +27,10 @@ from budgetguard._windows import Calendar
 
 WORKER = Path(__file__).with_name("_ledger_worker.py")
 ROOT = Path(__file__).resolve().parent.parent
+
 DAY = Calendar("day")
 PROCESSES, THREADS, CALLS = 4, 8, 20
 CAP = usd_to_picos(Decimal("2.00"))
-
-
-# Every process runs its clock at today's noon UTC, so no test straddles a midnight.
-_NOON = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0).timestamp()
-OFFSET = _NOON - time.time()
-
-
-class Clock:
-    """Real time moved to noon, plus ``skip`` seconds when a test wants to jump ahead."""
-
-    def __init__(self) -> None:
-        self.skip = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + OFFSET + self.skip
 
 
 def _env() -> dict[str, str]:
