@@ -376,7 +376,7 @@ def _paired_verdicts(found: dict[str, tuple[float, float]]) -> None:
                       f"{'not above' if ratios[mode] <= callback else 'ABOVE'}")  # fmt: skip
 
 
-def _breakdown(calls: int, warmup: int, per_call_total: dict[str, float]) -> None:
+def _breakdown(calls: int, warmup: int, per_call_total: dict[str, float], top: int) -> None:
     import _callgrind
 
     if not _callgrind.can_profile():
@@ -417,8 +417,8 @@ def _breakdown(calls: int, warmup: int, per_call_total: dict[str, float]) -> Non
         print(
             f"  {cost / calls:>18,.0f} {counts.get(label, 0) / calls:>10.2f}  {label} (the SDK's work inside)"
         )
-    print("  top 15 budgetguard functions:")
-    for label, cost in own[:15]:
+    print(f"  top {top} budgetguard functions:")
+    for label, cost in own[:top]:
         print(f"  {cost / calls:>18,.0f} {counts.get(label, 0) / calls:>10.2f}  {label}")
 
 
@@ -441,6 +441,7 @@ def main() -> None:
     parser.add_argument("--paired", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--paired-rounds", type=int, default=3, help="processes per paired mode")
     parser.add_argument("--breakdown-only", action="store_true")
+    parser.add_argument("--breakdown-top", type=int, default=15, help="budgetguard functions listed")
     parser.add_argument("--memory-calls", type=int, default=0, help="also check memory over this many calls")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -501,7 +502,7 @@ def main() -> None:
         _paired_verdicts(paired)
         _verdicts("instructions", instr)
     if (args.breakdown or args.breakdown_only) and not args.no_callgrind:
-        _breakdown(small, args.callgrind_warmup, instr)
+        _breakdown(small, args.callgrind_warmup, instr, args.breakdown_top)
     if args.memory_calls:
         print()
         argv = [sys.executable, str(Path(__file__).resolve()), "--memory-worker", str(args.memory_calls)]

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 
+from budgetguard._ledger import Amount
 from budgetguard._money import add, picos_to_usd, to_picos, to_usd, usd_to_picos
 from budgetguard._usage import TokenCounts, UsageTotal
 
@@ -53,3 +54,14 @@ def test_a_running_total_over_models_priced_in_different_exponents_is_exact() ->
     assert (usage.prompt_tokens, usage.completion_tokens, usage.requests) == (22, 3, 3)
     assert usage.estimated_requests == 1
     assert (usage.unpriced_requests, usage.unpriced_models) == (1, frozenset({"mystery-model"}))
+
+
+def test_ledger_amounts_add_and_subtract_field_by_field_and_cannot_be_changed() -> None:
+    a, b = Amount(300, 20, 1), Amount(100, 5, 1)
+    assert a + b == Amount(400, 25, 2)  # not the six-item tuple a tuple's + would make
+    assert a - b == Amount(200, 15, 0)
+    assert sum((a, b), Amount()) == Amount(400, 25, 2)
+    assert Amount(2_500_000).usd == Decimal("0.0000025")
+    assert a.get("usd") == 300 and a.get("tokens") == 20 and a.get("requests") == 1
+    with pytest.raises(AttributeError):
+        a.picos = 0  # type: ignore[misc]

@@ -136,6 +136,14 @@ def count_text(model: str, text: str) -> int:
 
 def _output_cap(endpoint: str, body: Mapping[str, Any]) -> int | None:
     """The most output tokens the request can be billed, from its own cap."""
+    if endpoint == "chat.completions" and body.get("n") is None:
+        # The usual chat request, one valid cap and one choice, read inline (every budgeted call
+        # runs this); anything else takes the checks below, which name what is wrong.
+        cap = body.get("max_completion_tokens")
+        if cap is None:
+            cap = body.get("max_tokens")
+        if cap is None or (type(cap) is int and cap >= 0):
+            return cap
     if endpoint == "embeddings":
         return 0
     if endpoint == "responses":

@@ -66,8 +66,11 @@ def need_mapping(value: object, path: str) -> Mapping[str, Any]:
     return value
 
 
+_ARRAYS = (list, tuple)  # a tuple: ``list | tuple`` would build a union object on every call
+
+
 def need_list(value: object, path: str) -> Sequence[Any]:
-    if not isinstance(value, list | tuple):
+    if not isinstance(value, _ARRAYS):
         fail(path, f"expected an array, got {json_type(value)}")
     return value
 

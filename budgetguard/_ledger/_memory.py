@@ -150,7 +150,7 @@ class MemoryLedger(Ledger):
                 self._expire(account, now)
             reserved = account.reserved
             if not limits.unlimited:
-                spent = self._spent(account, window, now)
+                spent = account.total if window is None else self._spent(account, window, now)
                 kind = limits.first_exceeded_at(
                     spent.picos + reserved.picos + amount.picos,
                     spent.tokens + reserved.tokens + amount.tokens,
@@ -161,7 +161,8 @@ class MemoryLedger(Ledger):
             hold = Hold(f"m{next(self._ids)}", budget, amount, now + ttl, window)
             account.holds[hold.id] = hold
             reserved.add(amount)
-            account.next_sweep = min(account.next_sweep, hold.expires_at)
+            if hold.expires_at < account.next_sweep:
+                account.next_sweep = hold.expires_at
             return hold
 
     @staticmethod
