@@ -376,7 +376,7 @@ def _paired_verdicts(found: dict[str, tuple[float, float]]) -> None:
                       f"{'not above' if ratios[mode] <= callback else 'ABOVE'}")  # fmt: skip
 
 
-def _breakdown(calls: int, warmup: int, per_call_total: dict[str, float], top: int) -> None:
+def _breakdown(mode: str, calls: int, warmup: int, per_call_total: dict[str, float], top: int) -> None:
     import _callgrind
 
     if not _callgrind.can_profile():
@@ -388,7 +388,7 @@ def _breakdown(calls: int, warmup: int, per_call_total: dict[str, float], top: i
         subprocess.run(
             [
                 *_callgrind.valgrind_argv(out, collect_at_start=False),
-                *_worker_argv("budget", calls, warmup, "--profile-out", str(meta)),
+                *_worker_argv(mode, calls, warmup, "--profile-out", str(meta)),
             ],
             env=_env(),
             check=True,
@@ -400,14 +400,14 @@ def _breakdown(calls: int, warmup: int, per_call_total: dict[str, float], top: i
         total, rows = _callgrind.breakdown(out, labels)
     counts: dict[str, int] = info["calls"]
     print(
-        f"\nwhere budgetguard's instructions go, Budget mode (callgrind, {calls} calls after {warmup} "
+        f"\nwhere budgetguard's instructions go, {mode} mode (callgrind, {calls} calls after {warmup} "
         f"warm-up; every budgetguard function behind a C trampoline of its own, inclusive cost):"
     )
     print(f"  all instructions per call (profiled; trampolines add some): {total / calls:,.0f}")
-    if "budget" in per_call_total and "sdk" in per_call_total:
-        extra = per_call_total["budget"] - per_call_total["sdk"]
+    if mode in per_call_total and "sdk" in per_call_total:
+        extra = per_call_total[mode] - per_call_total["sdk"]
         print(
-            f"  unprofiled: Budget {per_call_total['budget']:,.0f}, SDK alone {per_call_total['sdk']:,.0f}, "
+            f"  unprofiled: {mode} {per_call_total[mode]:,.0f}, SDK alone {per_call_total['sdk']:,.0f}, "
             f"budgetguard's share {extra:,.0f}"
         )
     print(f"  {'inclusive Ir/call':>18} {'calls/call':>10}  function")
@@ -442,6 +442,7 @@ def main() -> None:
     parser.add_argument("--paired-rounds", type=int, default=3, help="processes per paired mode")
     parser.add_argument("--breakdown-only", action="store_true")
     parser.add_argument("--breakdown-top", type=int, default=15, help="budgetguard functions listed")
+    parser.add_argument("--breakdown-mode", default="budget", help="the mode profiled (default budget)")
     parser.add_argument("--memory-calls", type=int, default=0, help="also check memory over this many calls")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -502,7 +503,7 @@ def main() -> None:
         _paired_verdicts(paired)
         _verdicts("instructions", instr)
     if (args.breakdown or args.breakdown_only) and not args.no_callgrind:
-        _breakdown(small, args.callgrind_warmup, instr, args.breakdown_top)
+        _breakdown(args.breakdown_mode, small, args.callgrind_warmup, instr, args.breakdown_top)
     if args.memory_calls:
         print()
         argv = [sys.executable, str(Path(__file__).resolve()), "--memory-worker", str(args.memory_calls)]

@@ -123,7 +123,9 @@ class OpenAIWire(Wire):
         if body is None:
             return None
         counter = server_counter(endpoint, client, body)
-        base_url = getattr(client, "base_url", None)
+        # The SDK's own attribute: openai 3.x's base_url property runs an import statement on
+        # every read, which cost more than the rest of this method.
+        base_url = getattr(client, "_base_url", None) or getattr(client, "base_url", None)
         call = Call(
             endpoint,
             body,
