@@ -21,8 +21,9 @@ rounds and batches, of the mean time per call in a batch (the least disturbed by
 Paired wall time (``--paired``, on by default): separate processes on a shared machine differ
 by more than budgetguard costs, so each scoped mode also runs in one process against its own
 unscoped calls: short batches inside the scope alternate with batches outside it (the hook
-installed, or LangChain's invoke alone), in ``--paired-rounds`` processes, and the figure is the
-ratio of the two sides' minima. Both sides share the process, its caches and its disturbances.
+installed, or LangChain's invoke alone), in ``--paired-rounds`` processes of ``--pairs`` pairs of
+adjacent batches; the figure is the median over all pairs of inside / outside (the quietest batch
+of each side is printed too). Both sides share the process, its caches and its disturbances.
 Instructions: each mode runs under valgrind's callgrind at two batch sizes in fresh processes
 (same warm-up); the difference divided by the difference in calls is the cost per call, with
 interpreter start-up and imports cancelled out. ``PYTHONHASHSEED=0`` keeps runs repeatable.
@@ -46,6 +47,7 @@ import contextlib
 import gc
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -54,7 +56,7 @@ import tracemalloc
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -145,8 +147,23 @@ PAIRED = {
 }
 
 
+class Paired(NamedTuple):
+    """A scoped mode against its own unscoped calls in the same processes."""
+
+    outside: float  # the quietest batch outside the scope, seconds per call
+    inside: float  # the quietest batch inside it
+    ratios: list[float]  # inside / outside of each pair of adjacent batches
+
+    @property
+    def ratio(self) -> float:
+        """The median ratio of adjacent batches: a disturbance that lasts longer than a pair
+        slows both of its sides alike, and the median leaves out the pairs it splits."""
+        return statistics.median(self.ratios)
+
+
 def _paired_worker(args: argparse.Namespace) -> None:
-    """Alternate batches outside and inside the mode's scope in this one process."""
+    """Pairs of adjacent batches, one outside and one inside the mode's scope, in this process
+    (the order alternates, so neither side always runs first)."""
     mode = args.paired_worker
     with tempfile.TemporaryDirectory() as store_dir:
         call, scope = _call_and_scope(mode, store_dir)
@@ -162,47 +179,51 @@ def _paired_worker(args: argparse.Namespace) -> None:
         gc.collect()
         size = max(1, args.calls // args.batches)
         best = {"outside": float("inf"), "inside": float("inf")}
-        for batch in range(args.batches * 2):
-            side = ("outside", "inside")[batch % 2]
-            manager = scope if side == "inside" else contextlib.nullcontext()
-            with manager:
-                start = time.perf_counter()
-                for _ in range(size):
-                    call()
-                best[side] = min(best[side], (time.perf_counter() - start) / size)
-    print(json.dumps(best))
+        ratios = []
+        for pair in range(args.batches):
+            seconds = {}
+            for side in ("outside", "inside") if pair % 2 == 0 else ("inside", "outside"):
+                manager = scope if side == "inside" else contextlib.nullcontext()
+                with manager:
+                    start = time.perf_counter()
+                    for _ in range(size):
+                        call()
+                    seconds[side] = (time.perf_counter() - start) / size
+                best[side] = min(best[side], seconds[side])
+            ratios.append(seconds["inside"] / seconds["outside"])
+    print(json.dumps({**best, "ratios": ratios}))
 
 
-def _paired(
-    modes: list[str], rounds: int, calls: int, warmup: int, batches: int
-) -> dict[str, tuple[float, float]]:
-    """Per scoped mode: (outside, inside) seconds per call, each the minimum over ``rounds``
-    processes of the quietest of ``batches`` short batches (the machine's disturbances come in
-    bursts longer than a batch: short batches find the quiet moments between them)."""
-    found: dict[str, tuple[float, float]] = {}
+def _paired(modes: list[str], rounds: int, calls: int, warmup: int, pairs: int) -> dict[str, Paired]:
+    """Per scoped mode, over ``rounds`` processes of ``pairs`` pairs of short batches each: the
+    quietest batch of each side, and every pair's ratio."""
+    found: dict[str, Paired] = {}
     for r in range(rounds):
         for mode in modes:
             if mode not in PAIRED:
                 continue
             argv = [
                 sys.executable, str(Path(__file__).resolve()), "--paired-worker", mode, "--calls", str(calls),
-                "--warmup", str(warmup), "--batches", str(batches),
+                "--warmup", str(warmup), "--batches", str(pairs),
             ]  # fmt: skip
             out = subprocess.run(argv, env=_env(), check=True, capture_output=True, text=True).stdout
-            best = json.loads(out.strip().splitlines()[-1])
-            outside, inside = found.get(mode, (float("inf"), float("inf")))
-            found[mode] = (min(outside, best["outside"]), min(inside, best["inside"]))
+            got = json.loads(out.strip().splitlines()[-1])
+            before = found.get(mode, Paired(float("inf"), float("inf"), []))
+            outside, inside = min(before.outside, got["outside"]), min(before.inside, got["inside"])
+            found[mode] = Paired(outside, inside, before.ratios + got["ratios"])
         print(f"  paired round {r + 1}/{rounds} done", file=sys.stderr)
     return found
 
 
-def _paired_table(found: dict[str, tuple[float, float]], wall: dict[str, float]) -> None:
-    print("\nwall time, paired in one process: the quietest batch inside the scope over the quietest")
-    print("batch outside it (alternating batches; outside = the hook installed, or invoke alone)")
-    for mode, (outside, inside) in found.items():
+def _paired_table(found: dict[str, Paired], wall: dict[str, float]) -> None:
+    print("\nwall time, paired in one process: scoped batches against unscoped ones (the hook installed,")
+    print("or invoke alone), adjacent and alternating; the median ratio of the pairs, and the quietest")
+    print("batch of each side")
+    for mode, paired in found.items():
         print(
-            f"  {mode:<22} {MODES[mode]:<38} {inside * 1e6:8.1f} us vs {outside * 1e6:8.1f} us  "
-            f"{inside / outside:6.3f}x {PAIRED[mode]:<9} (+{(inside - outside) * 1e6:.1f} us)"
+            f"  {mode:<22} {MODES[mode]:<38} median {paired.ratio:6.3f}x {PAIRED[mode]:<9} "
+            f"of {len(paired.ratios)} pairs; quietest {paired.inside * 1e6:7.1f} us vs "
+            f"{paired.outside * 1e6:7.1f} us (+{(paired.inside - paired.outside) * 1e6:.1f} us)"
         )
     if "hook" in wall and "sdk" in wall:
         print(f"  (the hook itself, fresh processes: {wall['hook'] / wall['sdk']:.3f}x of the SDK alone)")
@@ -362,8 +383,8 @@ def _verdicts(label: str, values: dict[str, float]) -> None:
             )
 
 
-def _paired_verdicts(found: dict[str, tuple[float, float]]) -> None:
-    ratios = {mode: inside / outside for mode, (outside, inside) in found.items()}
+def _paired_verdicts(found: dict[str, Paired]) -> None:
+    ratios = {mode: paired.ratio for mode, paired in found.items()}
     for mode, target in (("track_usage", 1.03), ("budget", 1.05), ("budget_sqlite", 1.10)):
         if mode in ratios:
             print(f"  wall, paired: {mode} {ratios[mode]:.3f}x of the hook's calls, target <= {target:.2f}x: "
@@ -440,6 +461,7 @@ def main() -> None:
     parser.add_argument("--breakdown", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--paired", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--paired-rounds", type=int, default=3, help="processes per paired mode")
+    parser.add_argument("--pairs", type=int, default=100, help="pairs of batches per paired process")
     parser.add_argument("--breakdown-only", action="store_true")
     parser.add_argument("--breakdown-top", type=int, default=15, help="budgetguard functions listed")
     parser.add_argument("--breakdown-mode", default="budget", help="the mode profiled (default budget)")
@@ -467,7 +489,7 @@ def main() -> None:
     small, large = (int(n) for n in args.callgrind_calls.split(","))
     instr: dict[str, float] = {}
     wall: dict[str, float] = {}
-    paired: dict[str, tuple[float, float]] = {}
+    paired: dict[str, Paired] = {}
     if not args.breakdown_only:
         import platform
 
@@ -486,7 +508,7 @@ def main() -> None:
             lambda s: f"{s * 1e6:8.1f} us",
         )
         if args.paired:
-            paired = _paired(modes, args.paired_rounds, args.calls, args.warmup, args.batches * 5)
+            paired = _paired(modes, args.paired_rounds, args.calls, args.warmup, args.pairs)
             _paired_table(paired, wall)
         import _callgrind
 
@@ -509,7 +531,11 @@ def main() -> None:
         argv = [sys.executable, str(Path(__file__).resolve()), "--memory-worker", str(args.memory_calls)]
         subprocess.run(argv, env=_env(), check=True)
     if args.json:
-        figures = {"wall_seconds": wall, "paired_wall_seconds": paired, "instructions": instr}
+        figures = {
+            "wall_seconds": wall,
+            "paired": {mode: {**p._asdict(), "median_ratio": p.ratio} for mode, p in paired.items()},
+            "instructions": instr,
+        }
         args.json.write_text(json.dumps(figures, indent=2), encoding="utf-8")
 
 
