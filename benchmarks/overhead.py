@@ -37,7 +37,7 @@ budgetguard function and prints the inclusive instructions per call of the top f
 
     .venv/bin/python benchmarks/overhead.py [--rounds 5] [--calls 2000] [--no-callgrind] [--no-paired]
     .venv/bin/python benchmarks/overhead.py --breakdown-only
-    .venv/bin/python benchmarks/overhead.py --memory-calls 100000
+    .venv/bin/python benchmarks/overhead.py --memory-calls 100000 --memory-keys 100000
 """
 
 from __future__ import annotations
@@ -301,6 +301,42 @@ def _memory_worker(calls: int) -> None:
     )
 
 
+def _memory_keys_worker(keys: int) -> None:
+    """Every call in a keyed budget of its own key (a per-user cap for ``keys`` users), the
+    spend in SQLite: budgetguard keeps the recently used budget objects, not one per key."""
+    from _transport import chat, make_client
+
+    import budgetguard as bg
+
+    client = make_client()
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "budgetguard.yaml"
+        config.write_text(
+            f"version: 1\nbudgets:\n  per-user:\n    max_usd: 1\n    keyed: true\n"
+            f"    store: sqlite:///{tmp}/ledger.db\n",
+            encoding="utf-8",
+        )
+        bg.configure(config)
+        gc.collect()
+        tracemalloc.start()
+        after_2k = 0
+        for i in range(keys):
+            with bg.Budget.named("per-user", key=f"user-{i}"):
+                chat(client)
+            if i == 1999:  # past the 1,024 recently used budget objects kept
+                gc.collect()
+                after_2k = tracemalloc.get_traced_memory()[0]
+        gc.collect()
+        after_all = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        spent = bg.Budget.named("per-user", key="user-0").spent_usd
+    print(
+        f"memory: traced heap after 2,000 keyed budgets (a call each) {after_2k / 1024:8.1f} KiB, "
+        f"after {keys:,} {after_all / 1024:8.1f} KiB (growth {(after_all - after_2k) / 1024:+.1f} KiB; "
+        f"the first key's spend still in its store: ${spent})"
+    )
+
+
 # --- driver ---------------------------------------------------------------------------------
 
 
@@ -466,10 +502,12 @@ def main() -> None:
     parser.add_argument("--breakdown-top", type=int, default=15, help="budgetguard functions listed")
     parser.add_argument("--breakdown-mode", default="budget", help="the mode profiled (default budget)")
     parser.add_argument("--memory-calls", type=int, default=0, help="also check memory over this many calls")
+    parser.add_argument("--memory-keys", type=int, default=0, help="also: keyed budgets, a call each")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--profile-out", help=argparse.SUPPRESS)
     parser.add_argument("--memory-worker", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--memory-keys-worker", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--paired-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -480,6 +518,9 @@ def main() -> None:
         return
     if args.memory_worker:
         _memory_worker(args.memory_worker)
+        return
+    if args.memory_keys_worker:
+        _memory_keys_worker(args.memory_keys_worker)
         return
 
     modes = [m for m in args.modes.split(",") if m]
@@ -529,6 +570,9 @@ def main() -> None:
     if args.memory_calls:
         print()
         argv = [sys.executable, str(Path(__file__).resolve()), "--memory-worker", str(args.memory_calls)]
+        subprocess.run(argv, env=_env(), check=True)
+    if args.memory_keys:
+        argv = [sys.executable, str(Path(__file__).resolve()), "--memory-keys-worker", str(args.memory_keys)]
         subprocess.run(argv, env=_env(), check=True)
     if args.json:
         figures = {

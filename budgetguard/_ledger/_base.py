@@ -60,7 +60,7 @@ class Amount(NamedTuple):
     """What a call costs or may cost, in every dimension a budget can cap.
 
     A named tuple, not a frozen dataclass: every budgeted call builds two, and a frozen
-    dataclass costs about three times as much to build.
+    dataclass costs about two and a half times as much to build.
     """
 
     picos: int = 0

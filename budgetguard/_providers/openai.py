@@ -125,7 +125,9 @@ class OpenAIWire(Wire):
         counter = server_counter(endpoint, client, body)
         # The SDK's own attribute: openai 3.x's base_url property runs an import statement on
         # every read, which cost more than the rest of this method.
-        base_url = getattr(client, "_base_url", None) or getattr(client, "base_url", None)
+        base_url = getattr(client, "_base_url", None)
+        if base_url is None:
+            base_url = getattr(client, "base_url", None)
         call = Call(
             endpoint,
             body,

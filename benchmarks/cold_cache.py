@@ -1,0 +1,102 @@
+"""Why budgetguard's wall time inside an SDK call exceeds its instruction count: cold caches.
+
+budgetguard's per-call work runs in pieces between long stretches of the SDK's own work
+(building the request with pydantic, httpx, parsing the response), which push budgetguard's
+code and data out of the CPU caches. This times each piece of a budgeted call's work warm (run
+twice, the second timed) and cold (after sweeping a buffer through the caches, as the SDK's work
+does), side by side, median of ``--trials``:
+
+- a no-op function call: the floor of the timer and of a cold call
+- ``count_request``: the prompt estimate of the overhead benchmark's chat request
+- ``plan_request``: the estimate plus the worst-case price a budget reserves
+- ``from_openai`` + ``price``: reading a response's usage and pricing it (what tracking does)
+
+Sweeps: ``--evict`` MiB (default 2: twice this machine's L2 per core, inside its L3, about
+what the SDK's call touches) and 64 MiB (past the L3 too).
+
+    .venv/bin/python benchmarks/cold_cache.py [--trials 300] [--evict 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _transport import CHAT_RESPONSE, MESSAGES, MODEL
+
+from budgetguard._estimate import count_request
+from budgetguard._preflight import plan_request
+from budgetguard._settings import current_settings
+from budgetguard._usage import TokenCounts
+
+BODY = {"model": MODEL, "messages": [dict(m) for m in MESSAGES], "max_completion_tokens": 32}
+USAGE = json.loads(CHAT_RESPONSE)["usage"]
+
+
+def _noop() -> None:
+    return None
+
+
+def _settle() -> None:
+    counts = TokenCounts.from_openai(USAGE)
+    current_settings().price_book().price(counts, MODEL)
+
+
+CASES: dict[str, Callable[[], object]] = {
+    "no-op function call": _noop,
+    "count_request (estimate)": lambda: count_request("chat.completions", BODY),
+    "plan_request (estimate + worst case)": lambda: plan_request("chat.completions", BODY),
+    "from_openai + price (tracking)": _settle,
+}
+
+
+def _sweeper(mib: int) -> Callable[[], None]:
+    buffer = bytearray(mib * 1024 * 1024)
+    view = memoryview(buffer)
+
+    def sweep() -> None:
+        # One write per 64-byte line: every line of the buffer passes through the caches.
+        view[::64] = bytes(len(range(0, len(buffer), 64)))
+
+    return sweep
+
+
+def _median_us(fn: Callable[[], object], trials: int, before: Callable[[], None] | None) -> float:
+    samples = []
+    for _ in range(trials):
+        fn()
+        if before is not None:
+            before()
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples) * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--trials", type=int, default=300)
+    parser.add_argument("--evict", type=int, default=2, help="MiB swept before a cold run")
+    args = parser.parse_args()
+    sweeps = {f"cold, {args.evict} MiB swept": _sweeper(args.evict), "cold, 64 MiB swept": _sweeper(64)}
+    print(f"median of {args.trials} trials, microseconds (the SDK's call is about 1,200 us)")
+    print(f"  {'':<38} {'warm':>8} " + " ".join(f"{name:>22}" for name in sweeps))
+    for name, fn in CASES.items():
+        warm = _median_us(fn, args.trials, None)
+        cold = [_median_us(fn, args.trials, sweep) for sweep in sweeps.values()]
+        print(
+            f"  {name:<38} {warm:8.1f} " + " ".join(f"{value:13.1f} ({value / warm:4.1f}x)" for value in cold)
+        )
+
+
+if __name__ == "__main__":
+    main()
