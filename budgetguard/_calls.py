@@ -205,7 +205,6 @@ class Call:
         endpoint: str,
         body: Mapping[str, Any],
         entries: tuple[Entry, ...],
-        *,
         count_input_tokens: Callable[[], Any] | None = None,
         provider: str = "openai",
         region_url: object = None,

@@ -238,7 +238,7 @@ def plan_request(
         )
         reserved_output = per_choice * billed_choices(endpoint, body)
     tier = requested_tier(body)
-    audio = uses_audio(body)
+    audio = tokens.audio or asks_for_audio(body)
     images = tokens.image_tokens > 0
     high = (
         (book or settings.price_book()).max_cost_picos(
@@ -347,22 +347,8 @@ def requested_tier(body: Mapping[str, Any]) -> str | None:
     return tier if isinstance(tier, str) and tier not in ("auto", "default", "standard_only") else None
 
 
-def uses_audio(body: Mapping[str, Any]) -> bool:
-    """Whether a request may bill audio tokens (audio output asked for, or audio in the input)."""
+def asks_for_audio(body: Mapping[str, Any]) -> bool:
+    """Whether a request asks for audio output. Audio input is the estimate's to see (its
+    ``audio``): it reads every content part anyway, so the body is not walked twice."""
     modalities = body.get("modalities")
-    if isinstance(modalities, list) and "audio" in modalities:
-        return True
-    if "audio" in body:
-        return True
-    # Audio input parts. Runs on every budgeted call: text-only messages (a str content) are
-    # passed over with one type check each.
-    for key in ("messages", "input"):
-        items = body.get(key)
-        if isinstance(items, list):
-            for item in items:
-                content = item.get("content") if type(item) is dict or isinstance(item, Mapping) else None
-                if isinstance(content, list) and any(
-                    isinstance(part, Mapping) and part.get("type") == "input_audio" for part in content
-                ):
-                    return True
-    return False
+    return (isinstance(modalities, list) and "audio" in modalities) or "audio" in body

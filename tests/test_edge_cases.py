@@ -88,6 +88,21 @@ def test_reservations_are_priced_at_the_requested_service_tier(client: Any, sim:
     assert budget.spent_usd == 0
 
 
+def test_reservations_of_audio_input_or_output_are_priced_at_audio_rates() -> None:
+    question = [{"type": "text", "text": "What is said in this recording?"}]
+    # Audio by reference adds no tokens of its own: only the rates differ.
+    recording = [*question, {"type": "input_audio", "input_audio": {"format": "wav"}}]
+
+    def reserve(content: list[dict[str, Any]], **extra: Any) -> Any:
+        body = {"model": "gpt-audio", "messages": [{"role": "user", "content": content}], "max_tokens": 100}
+        return bg.estimate_request("chat.completions", {**body, **extra})
+
+    text_only, heard = reserve(question), reserve(recording)
+    assert heard.prompt_tokens_upper == text_only.prompt_tokens_upper
+    assert heard.max_usd > text_only.max_usd
+    assert reserve(question, modalities=["text", "audio"]).max_usd > text_only.max_usd
+
+
 def test_a_raising_alert_callback_leaves_the_books_consistent(client: Any) -> None:
     def explode(budget: bg.Budget, threshold: Decimal, snapshot: Any) -> None:
         raise RuntimeError("alert!")

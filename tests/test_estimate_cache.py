@@ -164,10 +164,14 @@ def test_a_growing_chat_history_counts_as_if_counted_afresh() -> None:
             history.append(
                 {"role": "user", "content": [{"type": "image_url", "image_url": {"url": png_url(900, 500)}}]}
             )
+        if step == 17:  # audio input: the estimate says so (reserved at audio rates) once remembered too
+            audio = {"type": "input_audio", "input_audio": {"format": "wav"}}
+            history.append({"role": "user", "content": [audio]})
         same("chat.completions", {"model": "gpt-4o", "messages": history, "tools": TOOLS})
         # The same dicts in a new list, as frameworks that rebuild the list each step send them.
         same("chat.completions", {"model": "gpt-4o", "messages": list(history), "tools": TOOLS})
     assert _cache.cache_info()["histories"] >= 1
+    assert count_request("chat.completions", {"model": "gpt-4o", "messages": history}).audio
 
 
 def test_a_growing_responses_history_counts_as_if_counted_afresh() -> None:

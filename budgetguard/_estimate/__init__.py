@@ -113,6 +113,7 @@ def count_request(
         tally.exact,
         tuple(tally.reasons),
         tally.image_tokens,
+        tally.audio,
     )
 
 

@@ -161,6 +161,7 @@ class _Entry:
 
     __slots__ = (
         "allowance",
+        "audio",
         "chars",
         "counted",
         "exact",
@@ -185,6 +186,7 @@ class _Entry:
         exact: bool,
         allowance: int,
         image_tokens: int,
+        audio: bool,
     ) -> None:
         self.profile = profile  # held, so the id in the key cannot be reused while this lives
         self.snapshot = snapshot
@@ -200,6 +202,7 @@ class _Entry:
         self.exact = exact
         self.allowance = allowance
         self.image_tokens = image_tokens
+        self.audio = audio
 
 
 class _Unfreezable(Exception):
@@ -328,6 +331,8 @@ def _replay(effects: _Entry | _Once | Tally, tally: Tally) -> None:
     tally.tokens += effects.tokens
     tally.allowance += effects.allowance
     tally.image_tokens += effects.image_tokens
+    if effects.audio:
+        tally.audio = True
 
 
 def _remember(
@@ -356,7 +361,7 @@ def _remember(
     chars = size[0]
     if entry is None:
         snapshot, reasons, exact = copies, tuple(part.reasons), part.exact
-        tokens, allowance, images = part.tokens, part.allowance, part.image_tokens
+        tokens, allowance, images, audio = part.tokens, part.allowance, part.image_tokens, part.audio
     else:
         snapshot = entry.snapshot + copies
         chars += entry.chars
@@ -365,6 +370,7 @@ def _remember(
         tokens = entry.tokens + part.tokens
         allowance = entry.allowance + part.allowance
         images = entry.image_tokens + part.image_tokens
+        audio = entry.audio or part.audio
     if chars > MAX_HISTORY_CHARS // 2:
         return
     names = progress.names  # the counter's own copy: nothing writes to it any more
@@ -378,6 +384,7 @@ def _remember(
         exact,
         allowance,
         images,
+        audio,
     )
     with _history_lock:
         candidates = _histories.pop(key, None)  # re-inserted last: keys are evicted oldest first
@@ -415,13 +422,14 @@ def _evict_histories() -> None:
 
 
 class _Once:
-    __slots__ = ("allowance", "exact", "image_tokens", "profile", "reasons", "result", "tokens")
+    __slots__ = ("allowance", "audio", "exact", "image_tokens", "profile", "reasons", "result", "tokens")
 
     def __init__(self, profile: Profile, result: Any, part: Tally) -> None:
         self.profile = profile
         self.result = result
         self.tokens = part.tokens
         self.image_tokens = part.image_tokens
+        self.audio = part.audio
         self.reasons = tuple(part.reasons)
         self.exact = part.exact
         self.allowance = part.allowance

@@ -92,6 +92,7 @@ def add_file(tally: Tally, file_data: str | None, what: str) -> None:
 
 def add_audio(tally: Tally, data: str | None, what: str) -> None:
     """Audio input: estimated from its duration (WAV header) or size."""
+    tally.audio = True
     if not data:
         tally.inexact(f"{what} is referenced by id: its duration is unknown")
         return

@@ -21,7 +21,8 @@ class TokenEstimate(NamedTuple):
     id, built-in tools, audio, encrypted reasoning, unknown models) or carries a field the
     estimator does not know (named by JSON path); ``reasons`` says why, and lists
     assumptions made. ``image_tokens`` is the part of
-    ``prompt_tokens`` due to images.
+    ``prompt_tokens`` due to images; ``audio`` says whether the prompt holds audio input
+    (priced at audio rates: the worst case reserves at them).
 
     A named tuple: every budgeted call makes one, and it costs a fraction of a frozen dataclass.
     """
@@ -34,16 +35,18 @@ class TokenEstimate(NamedTuple):
     exact: bool
     reasons: tuple[str, ...]
     image_tokens: int = 0
+    audio: bool = False
 
 
 class Tally:
     """Mutable accumulator the endpoint counters add to; frozen into a ``TokenEstimate``."""
 
-    __slots__ = ("allowance", "exact", "image_tokens", "reasons", "tokens")
+    __slots__ = ("allowance", "audio", "exact", "image_tokens", "reasons", "tokens")
 
     def __init__(self) -> None:
         self.tokens = 0
         self.image_tokens = 0
+        self.audio = False  # audio input seen (its tokens are priced at audio rates)
         self.exact = True
         self.reasons: list[str] = []
         #: Extra tokens only the upper bound reserves (worst case of what is unknown).

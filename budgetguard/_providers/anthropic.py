@@ -62,7 +62,7 @@ class AnthropicWire(Wire):
             # The streaming path can leave the SDK's "not given" markers in the body it sends.
             body = {key: value for key, value in body.items() if not isinstance(value, sentinels)}
         counter = server_counter(ENDPOINT, client, body)
-        return Call(ENDPOINT, body, entries, count_input_tokens=counter, provider=self.provider)
+        return Call(ENDPOINT, body, entries, counter, self.provider)  # positional: see OpenAIWire.begin
 
     def billed(self, options: Any) -> bool:
         return endpoint_of(str(getattr(options, "method", "")), str(getattr(options, "url", ""))) is not None
