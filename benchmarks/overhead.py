@@ -276,24 +276,30 @@ def _installed_hooks() -> list[tuple[type, str, str]]:
     return found
 
 
+def _heap_growth(step: Callable[[int], object], runs: int, baseline_after: int) -> tuple[int, int]:
+    """Traced heap bytes after ``baseline_after`` runs of ``step(i)`` and after all ``runs``."""
+    gc.collect()
+    tracemalloc.start()
+    baseline = 0
+    for i in range(runs):
+        step(i)
+        if i == baseline_after - 1:
+            gc.collect()
+            baseline = tracemalloc.get_traced_memory()[0]
+    gc.collect()
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    return baseline, after
+
+
 def _memory_worker(calls: int) -> None:
     from _transport import chat, make_client
 
     import budgetguard as bg
 
     client = make_client()
-    gc.collect()
-    tracemalloc.start()
-    after_1k = 0
     with bg.track_usage() as long_run:
-        for i in range(calls):
-            chat(client)
-            if i == 999:
-                gc.collect()
-                after_1k = tracemalloc.get_traced_memory()[0]
-    gc.collect()
-    after_all = tracemalloc.get_traced_memory()[0]
-    tracemalloc.stop()
+        after_1k, after_all = _heap_growth(lambda _: chat(client), calls, 1_000)
     print(
         f"memory: traced heap after 1,000 tracked calls {after_1k / 1024:8.1f} KiB, "
         f"after {calls:,} {after_all / 1024:8.1f} KiB "
@@ -309,6 +315,11 @@ def _memory_keys_worker(keys: int) -> None:
     import budgetguard as bg
 
     client = make_client()
+
+    def call_as_user(i: int) -> None:
+        with bg.Budget.named("per-user", key=f"user-{i}"):
+            chat(client)
+
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "budgetguard.yaml"
         config.write_text(
@@ -317,18 +328,8 @@ def _memory_keys_worker(keys: int) -> None:
             encoding="utf-8",
         )
         bg.configure(config)
-        gc.collect()
-        tracemalloc.start()
-        after_2k = 0
-        for i in range(keys):
-            with bg.Budget.named("per-user", key=f"user-{i}"):
-                chat(client)
-            if i == 1999:  # past the 1,024 recently used budget objects kept
-                gc.collect()
-                after_2k = tracemalloc.get_traced_memory()[0]
-        gc.collect()
-        after_all = tracemalloc.get_traced_memory()[0]
-        tracemalloc.stop()
+        # The baseline is past the 1,024 recently used budget objects kept.
+        after_2k, after_all = _heap_growth(call_as_user, keys, 2_000)
         spent = bg.Budget.named("per-user", key="user-0").spent_usd
     print(
         f"memory: traced heap after 2,000 keyed budgets (a call each) {after_2k / 1024:8.1f} KiB, "
