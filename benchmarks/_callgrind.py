@@ -9,6 +9,9 @@
   ``toggle_collect()`` (a callgrind client request) brackets the measured calls, and
   ``breakdown()`` reads the inclusive cost per function back with ``callgrind_annotate``.
 
+- ``cache_events(argv, last_level_bytes)``: run a command under cachegrind, which simulates
+  the caches, and return its instructions and cache misses.
+
 Needs ``valgrind`` (Debian: ``apt-get install -y valgrind``); the breakdown also needs a C
 compiler and valgrind's headers (``/usr/include/valgrind/callgrind.h``, in the same package).
 """
@@ -31,7 +34,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-__all__ = ["available", "breakdown", "instructions", "profile_package", "toggle_collect"]
+__all__ = ["available", "breakdown", "cache_events", "instructions", "profile_package", "toggle_collect"]
 
 _CALLGRIND_H = Path("/usr/include/valgrind/callgrind.h")
 _SYMBOL = "bgfn_"
@@ -64,6 +67,37 @@ def instructions(argv: Sequence[str], env: dict[str, str] | None = None) -> int:
             stderr=subprocess.PIPE,
         )
         return total_of(out)
+
+
+def cache_events(
+    argv: Sequence[str], last_level_bytes: int, env: dict[str, str] | None = None
+) -> dict[str, int]:
+    """Instructions and simulated cache misses of ``argv``, by valgrind's cachegrind.
+
+    Keys are cachegrind's events: ``Ir`` (instructions), ``I1mr`` (first-level instruction
+    misses), ``D1mr``/``D1mw`` (first-level data misses), ``ILmr``/``DLmr``/``DLmw`` (misses of
+    the last level, simulated here with ``last_level_bytes``: pass the L2 size to count what
+    leaves a core's private caches). Deterministic: other processes do not change them.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "cachegrind.out"
+        subprocess.run(
+            [
+                "valgrind", "--tool=cachegrind", "--cache-sim=yes",
+                f"--LL={last_level_bytes},16,64", f"--cachegrind-out-file={out}", *argv,
+            ],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
+        events: list[str] = []
+        for line in out.read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("events:"):
+                events = line.split()[1:]
+            elif line.startswith("summary:"):
+                return dict(zip(events, map(int, line.split()[1:]), strict=True))
+    raise RuntimeError(f"no summary in cachegrind's output for {argv}")
 
 
 def total_of(out_file: Path) -> int:

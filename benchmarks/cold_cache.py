@@ -11,11 +11,19 @@ does), side by side, median of ``--trials``:
 - ``plan_request``: the estimate plus the worst-case price a budget reserves
 - ``from_openai`` + ``price``: reading a response's usage and pricing it (what tracking does)
 
-Sweeps: ``--evict`` MiB (default 2: twice this machine's L2 per core, inside its L3) and 64
-MiB (past the L3 too). Last, the estimate timed where it really runs: inside budgeted calls
+Sweeps: ``--evict`` MiB (default 2: four times this machine's L2 per core, inside its L3) and
+64 MiB (past the L3 too). Then the estimate timed where it really runs: inside budgeted calls
 through the SDK (the overhead benchmark's transport), next to its warm time.
 
+``--misses`` counts, instead of timing, what a call does to the caches: the overhead
+benchmark's modes under valgrind's cachegrind, which simulates them (first level, and a last
+level the size of this machine's L2 per core, read from sysfs), at two batch sizes so start-up
+cancels out. Per call: instructions, first-level instruction misses, and misses that leave the
+core's private caches (instruction fetches, data reads, data writes). Deterministic, unlike wall
+time: this is the cost the instruction counts do not show.
+
     .venv/bin/python benchmarks/cold_cache.py [--trials 300] [--evict 2]
+    .venv/bin/python benchmarks/cold_cache.py --misses [--jobs 2]
 """
 
 from __future__ import annotations
@@ -110,13 +118,77 @@ def _estimate_in_sdk_calls(trials: int) -> float:
     return statistics.median(samples[50:]) * 1e6
 
 
+def _l2_bytes() -> int:
+    """The L2 cache of one core, from sysfs (1 MiB if it cannot be read)."""
+    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        try:
+            level = (index / "level").read_text().strip()
+            size = (index / "size").read_text().strip()
+        except OSError:
+            continue
+        if level == "2" and size.endswith("K") and size[:-1].isdigit():
+            return int(size[:-1]) * 1024
+    return 1024 * 1024
+
+
+MISS_MODES = ("sdk", "hook", "track_usage", "budget", "budget_sqlite")
+
+
+def _misses(jobs: int, small: int, large: int) -> None:
+    """Per-call instructions and simulated cache misses of the overhead benchmark's modes."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    import _callgrind
+
+    if not _callgrind.available():
+        print("cache misses: skipped (needs valgrind)")
+        return
+    l2 = _l2_bytes()
+    overhead = Path(__file__).resolve().parent / "overhead.py"
+    env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONWARNINGS": "ignore"}
+
+    def run(job: tuple[str, int]) -> dict[str, int]:
+        mode, calls = job
+        argv = [sys.executable, str(overhead), "--worker", mode, "--calls", str(calls), "--warmup", "100"]
+        return _callgrind.cache_events(argv, l2, env)
+
+    jobs_list = [(mode, calls) for mode in MISS_MODES for calls in (small, large)]
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        totals = dict(zip(jobs_list, pool.map(run, jobs_list), strict=True))
+    columns = {
+        "instructions": ("Ir",),
+        "L1i misses": ("I1mr",),
+        "L1d misses": ("D1mr", "D1mw"),
+        f"past L2 ({l2 // 1024} KiB)": ("ILmr", "DLmr", "DLmw"),
+    }
+    per_call = {
+        mode: {
+            name: sum(totals[mode, large][e] - totals[mode, small][e] for e in events) / (large - small)
+            for name, events in columns.items()
+        }
+        for mode in MISS_MODES
+    }
+    print(f"\nper call, simulated by cachegrind ({large} - {small} calls), and as a multiple of the SDK's:")
+    print(f"  {'':<14}" + "".join(f"{name:>28}" for name in columns))
+    base = per_call["sdk"]
+    for mode, values in per_call.items():
+        cells = "".join(f"{values[n]:>18,.0f} ({values[n] / base[n]:5.3f}x)" for n in columns)
+        print(f"  {mode:<14}{cells}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--trials", type=int, default=300)
     parser.add_argument("--evict", type=int, default=2, help="MiB swept before a cold run")
+    parser.add_argument("--misses", action="store_true", help="count simulated cache misses instead")
+    parser.add_argument("--jobs", type=int, default=2, help="cachegrind runs at once (--misses)")
     args = parser.parse_args()
+    if args.misses:
+        _misses(args.jobs, small=100, large=400)
+        return
     sweeps = {f"cold, {args.evict} MiB swept": _sweeper(args.evict), "cold, 64 MiB swept": _sweeper(64)}
     print(f"median of {args.trials} trials, microseconds (the SDK's call is about 1,200 us)")
     print(f"  {'':<38} {'warm':>8} " + " ".join(f"{name:>22}" for name in sweeps))
