@@ -138,6 +138,26 @@ def test_sqlite_spend_survives_closing_and_reopening(tmp_path: Path) -> None:
     assert SQLiteLedger(tmp_path / "l.db").snapshot("b", DAY).spent == CENT
 
 
+def test_a_program_that_ends_leaves_its_spend_in_the_database_file_alone(tmp_path: Path) -> None:
+    # Left open at exit, SQLite keeps the last writes in the -wal file beside the database; a copy
+    # of the database file alone (a backup, a file sent to someone) must still hold every spend.
+    script = f"""
+import budgetguard as bg
+from budgetguard.testing import Simulator
+from openai import OpenAI
+with Simulator() as sim, OpenAI(base_url=sim.base_url, api_key="sim", max_retries=0) as client:
+    with bg.Budget(max_usd=1, name="b", store="sqlite:///{tmp_path / "l.db"}"):
+        client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{{"role": "user", "content": "hi"}}], max_tokens=5
+        )
+"""
+    subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True)
+    assert not (tmp_path / "l.db-wal").exists()
+    (tmp_path / "copy.db").write_bytes((tmp_path / "l.db").read_bytes())
+    [record] = SQLiteLedger(tmp_path / "copy.db").records()
+    assert record.budget == "b" and record.usage.requests == 1
+
+
 def test_sqlite_runs_in_wal_mode_with_a_versioned_schema(tmp_path: Path) -> None:
     SQLiteLedger(tmp_path / "l.db").close()
     with sqlite3.connect(tmp_path / "l.db") as conn:

@@ -20,11 +20,14 @@ options.
 
 from __future__ import annotations
 
+import atexit
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
+from budgetguard._errors import BudgetGuardWarning
 from budgetguard._ledger._base import (
     DONE_GRACE,
     LEASE_OPTIONS,
@@ -125,7 +128,10 @@ def open_ledger(uri: str, *, clock: Callable[[], float] | None = None, **options
 
 
 def close_ledgers() -> None:
-    """Close every ledger ``open_ledger`` handed out (tests; the end of a program)."""
+    """Close every ledger ``open_ledger`` handed out (tests; done for you at interpreter exit).
+
+    A ledger used after this opens its store again.
+    """
     with _lock:
         ledgers = list(_open.values())
         _open.clear()
@@ -133,3 +139,17 @@ def close_ledgers() -> None:
     ledgers.sort(key=lambda ledger: not isinstance(ledger, LeasingLedger))
     for ledger in ledgers:
         ledger.close()
+
+
+@atexit.register
+def _close_at_exit() -> None:
+    # A SQLite ledger left open keeps its last writes in the -wal file beside the database; closed,
+    # they are folded into the database file, so a copy of that file alone holds every spend.
+    # Registered at import, before the call path's own exit hook, so that one (settling calls
+    # still being read) runs first: atexit runs the last registered first.
+    try:
+        close_ledgers()
+    except Exception as exc:  # at exit, a store that cannot close is reported, not raised
+        warnings.warn(
+            f"budgetguard could not close a ledger at exit: {exc!r}", BudgetGuardWarning, stacklevel=1
+        )
