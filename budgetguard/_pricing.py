@@ -18,8 +18,11 @@ Where rates come from, first match wins:
    (exact names, dated snapshots it lists, ``starts_with`` families, compact ``-20251211`` dates),
    against provider ``openai`` first. A name OpenAI does not know is last matched by genai-prices'
    provider detection (``deepseek-chat`` through an OpenAI-compatible server gets DeepSeek's
-   prices); the provider is then named in ``source``. Prices genai-prices dates (a change on a
-   given day) are re-read on that day.
+   prices); the provider is then named in ``source``. An Amazon Bedrock model id
+   (``anthropic.claude-sonnet-4-5-20250929-v1:0``, with its inference-profile region,
+   ``us.anthropic...``, or not) is matched against genai-prices' ``aws`` provider, whose
+   regional profiles carry their uplift. Prices genai-prices dates (a change on a given day) are
+   re-read on that day.
 5. **Fine-tunes** (OpenAI's ``ft:BASE:org:name:id`` and Azure's ``BASE.ft-ID``) are billed at
    OpenAI's fine-tuned inference rates, not BASE's (``ft:gpt-4.1-*`` 1.5x, ``ft:gpt-4.1-mini-*``
    and ``-nano-*`` 2x, ``ft:o4-mini-*`` 3.6x the base). genai-prices' own fine-tuned rates first;
@@ -151,6 +154,10 @@ _PRIORITY_TIERS: Final = frozenset({"priority", "fast"})
 _OPENAI_PREFIXES: Final = frozenset({"openai", "azure", "azure_openai"})
 # Of those, Azure's: ``azure/<region>/<model>`` names a region before the model.
 _AZURE_PREFIXES: Final = frozenset({"azure", "azure_openai"})
+# Bedrock's ids: an optional inference-profile region, the vendor, then the model
+# (us.anthropic.claude-..., amazon.nova-pro-v1:0); OpenAI-style names have no dot before a letter
+# there (gpt-4.1, claude-3.5-sonnet).
+_BEDROCK_ID: Final = re.compile(r"(?:[a-z-]+\.)?[a-z0-9-]+\.[a-z]")
 _DATED_SNAPSHOT = re.compile(r"^(?P<base>.+?)-\d{4}-\d{2}-\d{2}$")
 # A snapshot date at the end of a name (``gpt-5.4-2026-03-05``), and a GPT version at its start.
 _SNAPSHOT_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})$")
@@ -859,6 +866,8 @@ class PriceBook:
         base = _fine_tune_base(name)
         table = _fine_tune_rates(base) if base is not None else None
         hit = data.find(name, provider)
+        if hit is None and provider is None and _BEDROCK_ID.match(name.lower()):
+            hit = data.find(name, "aws")
         if hit is not None:
             info, provider_id, own = hit
             now = _utc_now()

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 import budgetguard as bg
+from budgetguard import _events
 from budgetguard.testing import Reply, Simulator, ToolCall
 
 anthropic = pytest.importorskip("anthropic")
@@ -273,3 +274,98 @@ async def test_pydantic_ai_anthropic_model_is_counted(sim: Simulator) -> None:
     async with bg.Budget(max_usd=1) as budget:
         await agent.run("Say hi")
     assert budget.usage.requests == 1 and budget.reserved_usd == 0
+
+
+# --- Claude on Google Vertex AI and Amazon Bedrock ----------------------------------------------
+# Their clients send the same Messages API with the model in the URL; the simulator answers both
+# (Bedrock's stream in Amazon's event-stream framing, which botocore decodes in the SDK).
+
+
+@pytest.fixture
+def vertex(sim: Simulator) -> Any:
+    client = anthropic.AnthropicVertex(
+        region="us-east5",
+        project_id="proj",
+        access_token="sim",
+        base_url=sim.anthropic_base_url,
+        max_retries=0,
+    )
+    with client:
+        yield client
+
+
+@pytest.fixture
+def bedrock(sim: Simulator) -> Any:
+    pytest.importorskip("boto3")  # the Bedrock client signs its requests with botocore
+    client = anthropic.AnthropicBedrock(
+        aws_access_key="AKIDEXAMPLE",
+        aws_secret_key="sim",
+        aws_region="us-east-1",
+        base_url=sim.anthropic_base_url,
+        max_retries=0,
+    )
+    with client:
+        yield client
+
+
+@pytest.fixture
+def settled() -> Any:
+    """The calls settled while the test runs, as published events."""
+    seen: list[Any] = []
+    _events.subscribe(seen.append)
+    yield seen
+    _events.unsubscribe(seen.append)
+
+
+def test_vertex_calls_are_counted_reserved_and_priced_as_anthropics_own(
+    vertex: Any, sim: Simulator, settled: list[Any]
+) -> None:
+    model = "claude-sonnet-4-5@20250929"
+    with bg.Budget(max_usd=1) as budget:
+        message = vertex.messages.create(model=model, max_tokens=20, messages=MESSAGES)
+        with vertex.messages.stream(model=model, max_tokens=20, messages=MESSAGES) as stream:
+            streamed = stream.get_final_message()
+    assert [request.path.rsplit(":", 1)[1] for request in sim.requests] == ["rawPredict", "streamRawPredict"]
+    prompt = message.usage.input_tokens + streamed.usage.input_tokens
+    completion = message.usage.output_tokens + streamed.usage.output_tokens
+    usage = budget.usage
+    assert (usage.requests, usage.prompt_tokens, usage.completion_tokens) == (2, prompt, completion)
+    # Claude Sonnet 4.5 on Vertex's global endpoint: Anthropic's list prices, $3 / $15 per million.
+    assert usage.cost_usd == (prompt * 3 + completion * 15) / Decimal(1_000_000)
+    assert budget.reserved_usd == 0
+    assert [event.provider for event in settled if isinstance(event, _events.CallSettled)] == [
+        "gcp.vertex_ai"
+    ] * 2
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["invoke", "invoke-with-response-stream"])
+def test_bedrock_calls_are_priced_at_aws_rates_for_the_model_id_asked_for(
+    bedrock: Any, sim: Simulator, settled: list[Any], streamed: bool
+) -> None:
+    model_id = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"  # a US inference profile
+    with bg.Budget(max_usd=1) as budget:
+        if streamed:
+            events = list(
+                bedrock.messages.create(model=model_id, max_tokens=20, messages=MESSAGES, stream=True)
+            )
+            start = next(e for e in events if e.type == "message_start").message
+            answered, prompt = start.model, start.usage.input_tokens
+            completion = next(e for e in events if e.type == "message_delta").usage.output_tokens
+        else:
+            message = bedrock.messages.create(model=model_id, max_tokens=20, messages=MESSAGES)
+            answered, prompt, completion = (
+                message.model,
+                message.usage.input_tokens,
+                message.usage.output_tokens,
+            )
+    [request] = sim.requests
+    assert request.path == f"/model/{model_id}/" + ("invoke-with-response-stream" if streamed else "invoke")
+    # Bedrock answers with Anthropic's name for the model, which Anthropic prices at $3 / $15 ...
+    assert answered == "claude-sonnet-4-5-20250929"
+    usage = budget.usage
+    assert (usage.requests, usage.prompt_tokens, usage.completion_tokens) == (1, prompt, completion)
+    # ... but bills the id asked for: AWS's regional profiles cost 10% more, $3.30 / $16.50.
+    assert usage.cost_usd == (prompt * Decimal("3.3") + completion * Decimal("16.5")) / 1_000_000
+    assert budget.reserved_usd == 0
+    [event] = [event for event in settled if isinstance(event, _events.CallSettled)]
+    assert (event.provider, event.request_model) == ("aws.bedrock", model_id)

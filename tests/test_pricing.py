@@ -931,6 +931,18 @@ def test_the_innermost_provider_prefix_names_the_model(book: PriceBook) -> None:
     assert aliased.resolve("eu-chat").canonical == "gpt-4.1"
 
 
+def test_an_amazon_bedrock_model_id_is_priced_at_aws_rates(book: PriceBook) -> None:
+    # genai-prices' aws provider: in-region inference profiles cost 10% more than global ones.
+    regional = book.resolve("us.anthropic.claude-sonnet-4-5-20250929-v1:0")
+    assert (regional.rates.input, regional.rates.output) == (D("3.3"), D("16.5"))
+    assert regional.source.endswith("(aws)")
+    assert book.resolve("global.anthropic.claude-sonnet-4-5-20250929-v1:0").rates.input == D("3")
+    assert book.resolve("amazon.nova-pro-v1:0").source.endswith("(aws)")
+    # Names with a dot in their version are not Bedrock ids: priced where they were.
+    assert book.resolve("gpt-4.1").source == book.resolve("gpt-4.1-2025-04-14").source
+    assert book.resolve("claude-3.5-sonnet").source.endswith("(anthropic)")
+
+
 def test_a_latest_alias_genai_prices_does_not_list_is_priced_as_its_target(book: PriceBook) -> None:
     price = book.resolve("gpt-5.4-chat-latest")
     assert (price.canonical, price.rates) == ("gpt-5.4", book.resolve("gpt-5.4").rates)

@@ -891,3 +891,71 @@ def test_sixteen_threads_share_the_cache_and_the_queue_without_errors(
     assert sorted(m.content[0].text for m in results) == sorted(f"r{i}" for i in range(16))
     writes = [m.usage.cache_creation_input_tokens for m in results]
     assert writes.count(0) == 15  # exactly one request wrote the prefix; the others read it
+
+
+# --- the cloud routes (Vertex AI, Bedrock) -----------------------------------------------------------
+
+
+def _post(sim: Simulator, path: str, body: dict[str, Any]) -> tuple[int, str, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", sim.port, timeout=5)
+    raw = json.dumps(body).encode()
+    connection.request("POST", path, body=raw, headers={"Content-Type": "application/json"})
+    response = connection.getresponse()
+    out = (response.status, response.getheader("Content-Type") or "", response.read())
+    connection.close()
+    return out
+
+
+VERTEX_PATH = "/v1/projects/p/locations/us-east5/publishers/anthropic/models/claude-sonnet-4-5@20250929"
+BEDROCK_ID = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
+CLOUD_BODY: dict[str, Any] = {"max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "message"),
+    [
+        (VERTEX_PATH + ":rawPredict", CLOUD_BODY, "anthropic_version: Field required"),
+        (
+            VERTEX_PATH + ":rawPredict",
+            {**CLOUD_BODY, "anthropic_version": "vertex-2023-10-16", "model": "claude-sonnet-4-5"},
+            "model: Extra inputs are not permitted",
+        ),
+        (
+            VERTEX_PATH + ":rawPredict",
+            {**CLOUD_BODY, "anthropic_version": "vertex-2023-10-16", "stream": True},
+            "rawPredict needs stream=False",
+        ),
+        (
+            f"/model/{BEDROCK_ID}/invoke",
+            {**CLOUD_BODY, "anthropic_version": "bedrock-2023-05-31", "stream": True},
+            "stream: Extra inputs are not permitted",
+        ),
+    ],
+    ids=["no version", "model in the body", "stream on rawPredict", "stream in a Bedrock body"],
+)
+def test_a_cloud_request_names_what_is_wrong_with_it(
+    sim: Simulator, path: str, body: dict[str, Any], message: str
+) -> None:
+    status, _, raw = _post(sim, path, body)
+    error = json.loads(raw)
+    assert status == 400 and error["error"]["type"] == "invalid_request_error"
+    assert message in error["error"]["message"]
+
+
+def test_bedrock_streams_the_messages_events_in_amazons_event_stream_framing(sim: Simulator) -> None:
+    eventstream = pytest.importorskip("botocore.eventstream")
+    status, content_type, raw = _post(
+        sim, f"/model/{BEDROCK_ID}/invoke-with-response-stream", {**CLOUD_BODY, "anthropic_version": "x"}
+    )
+    assert (status, content_type) == (200, "application/vnd.amazon.eventstream")
+    buffer = eventstream.EventStreamBuffer()
+    buffer.add_data(raw)  # botocore checks each message's length and both checksums
+    events = []
+    for message in buffer:
+        assert message.headers[":event-type"] == "chunk" and message.headers[":message-type"] == "event"
+        events.append(json.loads(base64.b64decode(json.loads(message.payload)["bytes"])))
+    assert [event["type"] for event in events][:2] == ["message_start", "content_block_start"]
+    assert events[-1]["type"] == "message_stop"
+    assert (
+        events[0]["message"]["model"] == "claude-sonnet-4-5-20250929"
+    )  # Anthropic's name, as Bedrock answers

@@ -62,7 +62,8 @@ class AnthropicWire(Wire):
             # The streaming path can leave the SDK's "not given" markers in the body it sends.
             body = {key: value for key, value in body.items() if not isinstance(value, sentinels)}
         counter = server_counter(ENDPOINT, client, body)
-        return Call(ENDPOINT, body, entries, counter, self.provider)  # positional: see OpenAIWire.begin
+        # Positional: see OpenAIWire.begin.
+        return Call(ENDPOINT, body, entries, counter, _provider_of(client))
 
     def billed(self, options: Any) -> bool:
         return endpoint_of(str(getattr(options, "method", "")), str(getattr(options, "url", ""))) is not None
@@ -99,7 +100,7 @@ class AnthropicWire(Wire):
                 call.wire_state = (merged, model)
                 counts = _counts(call, merged)
                 if counts is not None:
-                    call.saw_usage(counts, model, None)
+                    call.saw_usage(counts, _answering(call, model), None)
         elif kind == "message":
             for block in data.get("content") or ():
                 if isinstance(block, Mapping):
@@ -110,7 +111,38 @@ class AnthropicWire(Wire):
             if isinstance(reported, Mapping):
                 counts = _counts(call, reported)
                 if counts is not None:
-                    call.saw_usage(counts, _str(data.get("model")), None)
+                    call.saw_usage(counts, _answering(call, _str(data.get("model"))), None)
+
+
+# The provider a client sends to (OpenTelemetry's gen_ai.provider.name values), by client class.
+_BEDROCK, _VERTEX = "aws.bedrock", "gcp.vertex_ai"
+_providers: dict[type, str] = {}
+
+
+def _provider_of(client: object) -> str:
+    kind = type(client)
+    provider = _providers.get(kind)
+    if provider is None:
+        modules = [cls.__module__ for cls in kind.__mro__]
+        if any(module.startswith("anthropic.lib.bedrock") for module in modules):
+            provider = _BEDROCK
+        elif any(module.startswith("anthropic.lib.vertex") for module in modules):
+            provider = _VERTEX
+        else:
+            provider = AnthropicWire.provider
+        _providers[kind] = provider
+    return provider
+
+
+def _answering(call: Call, model: str | None) -> str | None:
+    """The model a response names, as the call should price it.
+
+    Bedrock answers with Anthropic's name for the model (``claude-sonnet-4-5-20250929``), but
+    bills the Bedrock id asked for, at AWS's prices (its regional inference profiles cost more):
+    that id prices the call, so the answer's name is not passed on (events and records name the
+    id asked for).
+    """
+    return None if call.provider == _BEDROCK else model
 
 
 _sentinel_types: tuple[type, ...] | None = None

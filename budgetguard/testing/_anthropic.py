@@ -11,6 +11,15 @@ Routes (under ``Simulator.anthropic_base_url``, which is the server's root: the 
   after the first block opens, then ``message_delta`` (``stop_reason`` and the cumulative
   usage) and ``message_stop``. ``Reply(cut_stream_after=N)`` sends N token deltas and drops
   the connection; past the last token it stops before ``message_delta``.
+- The same Messages API as the cloud clients call it, the model in the path and
+  ``anthropic_version`` required in the body (the SDK sets it): Google Vertex AI's ``POST
+  [/v1]/projects/{p}/locations/{r}/publishers/anthropic/models/{model}:rawPredict`` (JSON) and
+  ``:streamRawPredict`` (SSE), for ``AnthropicVertex(base_url=sim.anthropic_base_url, ...)``;
+  Amazon Bedrock's ``POST /model/{model id}/invoke`` (JSON) and
+  ``/invoke-with-response-stream`` (the same events in Amazon's event-stream framing), for
+  ``AnthropicBedrock(base_url=sim.anthropic_base_url, ...)``. Bedrock answers with Anthropic's
+  name for the model (``us.anthropic.claude-sonnet-4-5-20250929-v1:0`` answers
+  ``claude-sonnet-4-5-20250929``), as the real service does.
 - ``POST /v1/messages/count_tokens``: ``{"input_tokens": N}``; consumes no scripted reply.
 - ``POST /v1/messages/batches``: answers every request at once (each valid one takes the
   next scripted reply, in order) and returns the batch ``in_progress``; the first
@@ -63,7 +72,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -134,10 +143,21 @@ class BytesOutcome:
     delay: float = 0.0
 
 
+# The Messages API on the clouds: (model, streamed) from the path.
+_VERTEX_PATH = re.compile(
+    r"(?:/v1)?/projects/[^/]+/locations/[^/]+/publishers/anthropic/models/([^/:]+):(rawPredict|streamRawPredict)"
+)
+_BEDROCK_PATH = re.compile(r"/model/([^/]+)/(invoke|invoke-with-response-stream)")
+_BEDROCK_VENDOR = re.compile(r"(?:[a-z-]+\.)?anthropic\.")
+_BEDROCK_VERSION = re.compile(r"-v\d+(?::\d+)?$")
+
+
 def is_anthropic_path(path: str) -> bool:
     """Whether ``path`` (query stripped) belongs to the Messages API (or misses it by a ``/v1``)."""
-    return any(
-        path == prefix or path.startswith(prefix + "/") for prefix in (ANTHROPIC_PREFIX, _DOUBLED_PREFIX)
+    return (
+        any(path == prefix or path.startswith(prefix + "/") for prefix in (ANTHROPIC_PREFIX, _DOUBLED_PREFIX))
+        or _VERTEX_PATH.fullmatch(path) is not None
+        or _BEDROCK_PATH.fullmatch(path) is not None
     )
 
 
@@ -332,6 +352,12 @@ def route_anthropic(state: AnthropicState, request: AnthropicRequest) -> Outcome
 
 
 def _dispatch(state: AnthropicState, request: AnthropicRequest) -> Outcome | BytesOutcome:
+    vertex, bedrock = _VERTEX_PATH.fullmatch(request.path), _BEDROCK_PATH.fullmatch(request.path)
+    if vertex is not None:
+        streamed = vertex.group(2) == "streamRawPredict"
+        return _on_cloud(state, request, vertex.group(1), streamed, bedrock=False)
+    if bedrock is not None:
+        return _on_cloud(state, request, bedrock.group(1), bedrock.group(2) != "invoke", bedrock=True)
     if request.path.startswith(_DOUBLED_PREFIX):
         hint = "Anthropic clients take base_url=sim.anthropic_base_url (the server's root), not sim.base_url."
         raise _invalid(f"Not found: {request.method} {request.path}. {hint}", status=404)
@@ -365,11 +391,43 @@ def _dispatch(state: AnthropicState, request: AnthropicRequest) -> Outcome | Byt
     raise _invalid(f"Not found: {request.method} {request.path}", status=404)
 
 
-def _messages(state: AnthropicState, request: AnthropicRequest) -> Outcome:
+def _on_cloud(
+    state: AnthropicState, request: AnthropicRequest, model: str, stream: bool, *, bedrock: bool
+) -> Outcome:
+    """A Messages request to Vertex AI or Bedrock: the model from the path, the rest as usual."""
+    if request.method != "POST":
+        raise _invalid(f"Not found: {request.method} {request.path}", status=404)
+    if request.problem is not None:
+        raise _invalid(request.problem)
+    body = dict(request.body)
+    if "anthropic_version" not in body:
+        raise _invalid("anthropic_version: Field required")
+    if "model" in body:
+        raise _invalid("model: Extra inputs are not permitted (the model is in the URL)")
+    for field_name in ("anthropic_version", "anthropic_beta"):
+        body.pop(field_name, None)
+    if bedrock and "stream" in body:
+        raise _invalid("stream: Extra inputs are not permitted (invoke-with-response-stream streams)")
+    if not bedrock and bool(body.get("stream")) != stream:
+        raise _invalid(f"stream: {'streamRawPredict' if stream else 'rawPredict'} needs stream={stream}")
+    body["model"] = model
+    body["stream"] = stream
+    answered_as = None
+    if bedrock:
+        answered_as = _BEDROCK_VERSION.sub("", _BEDROCK_VENDOR.sub("", model, count=1))
+    outcome = _messages(state, replace(request, body=body), answered_as=answered_as)
+    if bedrock and isinstance(outcome, StreamOutcome):
+        return replace(outcome, framing="aws-eventstream")
+    return outcome
+
+
+def _messages(state: AnthropicState, request: AnthropicRequest, answered_as: str | None = None) -> Outcome:
     params = _parse(request.body)
     usage_in = state.input_usage(request.body)
     reply = request.script.take_reply()
     answer = _answer(params, usage_in, reply, request.script.new_id, request.default_tokens, "standard")
+    if answered_as is not None and not (reply is not None and reply.model):
+        answer.message["model"] = answered_as  # the name the service answers with, not the one asked
     delay = reply.delay if reply else 0.0
     if not params.stream:
         return JsonOutcome(200, answer.message, delay=delay)

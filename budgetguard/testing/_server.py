@@ -36,6 +36,7 @@ from ._chat import chat_completions
 from ._completions import completions
 from ._counting import count_prompt_tokens
 from ._embeddings import embeddings
+from ._eventstream import chunk_from_sse
 from ._models import get_model, list_models
 from ._recordings import Recordings, RecordingsSource
 from ._responses import input_tokens, responses
@@ -297,14 +298,19 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(outcome.content)
 
     def _send_stream(self, outcome: StreamOutcome, request_id: str) -> None:
+        frames = outcome.frames_to_send()
         self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        if outcome.framing == "aws-eventstream":
+            self.send_header("Content-Type", "application/vnd.amazon.eventstream")
+            frames = [chunk_from_sse(frame) for frame in frames]
+        else:
+            self.send_header("Content-Type", "text/event-stream; charset=utf-8")
         self.send_header("Transfer-Encoding", "chunked")
         self.send_header("Cache-Control", "no-cache")
         self.send_header("x-request-id", request_id)
         self.send_header("request-id", request_id)
         self.end_headers()
-        data = b"".join(b"%x\r\n%s\r\n" % (len(frame), frame) for frame in outcome.frames_to_send())
+        data = b"".join(b"%x\r\n%s\r\n" % (len(frame), frame) for frame in frames)
         cut = outcome.cut_after_tokens is not None
         # A cut stream never sends the terminating chunk: the client sees the body end early.
         self.wfile.write(data if cut else data + b"0\r\n\r\n")

@@ -63,6 +63,8 @@ class StreamOutcome:
     stream: EventStream
     cut_after_tokens: int | None = None
     delay: float = 0.0
+    #: How the frames go on the wire: server-sent events, or Amazon's event-stream (Bedrock).
+    framing: str = "sse"
 
     def frames_to_send(self) -> list[bytes]:
         if self.cut_after_tokens is None:
