@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from ._script import Fault, Reply
 from ._sse import EventStream
@@ -64,7 +64,7 @@ class StreamOutcome:
     cut_after_tokens: int | None = None
     delay: float = 0.0
     #: How the frames go on the wire: server-sent events, or Amazon's event-stream (Bedrock).
-    framing: str = "sse"
+    framing: Literal["sse", "aws-eventstream"] = "sse"
 
     def frames_to_send(self) -> list[bytes]:
         if self.cut_after_tokens is None:
